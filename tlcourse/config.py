@@ -1,0 +1,70 @@
+"""Course-wide settings: cache directory, seeds and thread count."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable that moves every cache the course writes
+#: (converted weights, downloaded datasets, cached features).
+CACHE_ENV = "TLCOURSE_CACHE"
+
+
+def cache_dir(sub: str | None = None) -> Path:
+    """Return the course cache directory (created if missing).
+
+    The default is ``~/.cache/tlcourse``; set ``TLCOURSE_CACHE`` to move it.
+    ``sub`` names a subfolder, for example ``"weights"`` or ``"datasets"``.
+    """
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tlcourse")
+    path = root / sub if sub else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_root() -> Path:
+    """Return the folder that holds ``datasets/`` (the course checkout)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def datasets_dir() -> Path:
+    """Return the folder of the embedded datasets (``datasets/`` in the checkout).
+
+    Set ``TLCOURSE_DATASETS`` to point somewhere else.
+    """
+    return Path(os.environ.get("TLCOURSE_DATASETS") or repo_root() / "datasets")
+
+
+def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True) -> dict:
+    """Make a notebook reproducible and quiet; call it before anything else.
+
+    Sets the log level and oneDNN switch (these must precede the TensorFlow
+    import), pins TensorFlow to ``threads`` threads so stored outputs hold on
+    other machines, and seeds Python, NumPy and TensorFlow.
+    Returns a dict of the settings, handy to print.
+    """
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN on/off changes float rounding; off keeps results identical
+    # across machines (and silences TensorFlow's import banner).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow as tf  # noqa: PLC0415 - must come after the env vars
+    import keras
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already initialised in this process: the first setting stays
+    keras.utils.set_random_seed(seed)
+    if quiet:
+        tf.get_logger().setLevel("ERROR")
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    return {
+        "seed": seed,
+        "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
