@@ -6,3 +6,7 @@ pretrained backbones, plots and widgets.
 """
 
 __version__ = "0.1.0"
+
+from .config import cache_dir, datasets_dir, setup_course  # noqa: E402  (no TensorFlow import)
+
+__all__ = ["cache_dir", "datasets_dir", "setup_course", "__version__"]

@@ -1,0 +1,461 @@
+"""Training plumbing: feature caches, unfreezing by block, guard rails, fine-tune runs.
+
+The notebooks show the teaching code (``base.trainable = False``, ``compile``,
+``fit``); this module holds what would distract from it:
+
+* :func:`extract_features` runs a frozen model once and caches the result
+  (in memory and on disk), so a head trains on features in milliseconds.
+* :func:`unfreeze_top` unfreezes the top ``N`` blocks of any course backbone,
+  keeps BatchNorm in inference mode and reports what became trainable.
+* :func:`split_at_depth` cuts a backbone at a block boundary, so the frozen
+  bottom runs once and only the unfrozen top runs in every training step.
+* :class:`GuardRails` is a Keras callback that catches the two classic
+  fine-tuning mistakes: ``trainable`` changed without recompiling, and
+  BatchNorm statistics drifting because it runs in training mode.
+* :func:`fine_tune` is one complete, cached fine-tuning run: the function the
+  sliders in notebook 02 and the experiments in notebook 03 call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import cache_dir
+
+__all__ = [
+    "count_params",
+    "extract_features",
+    "unfreeze_top",
+    "UnfreezeReport",
+    "split_at_depth",
+    "GuardRails",
+    "make_head",
+    "fine_tune",
+    "FineTuneResult",
+    "FineTuneData",
+    "weight_shift",
+    "cut_activations",
+    "trainable_params_at_depth",
+]
+
+
+# --------------------------------------------------------------------------- #
+# Parameter counts
+# --------------------------------------------------------------------------- #
+def count_params(model) -> dict[str, int]:
+    """Return ``{"trainable": n, "non_trainable": m}`` weight counts of a model."""
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    frozen = sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
+    return {"trainable": trainable, "non_trainable": frozen}
+
+
+# --------------------------------------------------------------------------- #
+# Feature cache
+# --------------------------------------------------------------------------- #
+_MEMORY_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+_MEMORY_CACHE_BYTES = 1_500_000_000  # keep at most ~1.5 GB of features in memory
+
+
+def _fingerprint(model, x: np.ndarray) -> str:
+    """Hash of what determines a model's output: its graph, weights and the input."""
+    h = hashlib.sha1()
+    h.update(model.name.encode())
+    h.update(repr([(layer.name, layer.__class__.__name__) for layer in model.layers]).encode())
+    h.update(repr(model.output.shape).encode())
+    for w in model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    h.update(repr((x.shape, x.dtype.str)).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def _remember(key: str, value: np.ndarray) -> None:
+    _MEMORY_CACHE[key] = value
+    _MEMORY_CACHE.move_to_end(key)
+    while sum(v.nbytes for v in _MEMORY_CACHE.values()) > _MEMORY_CACHE_BYTES and len(_MEMORY_CACHE) > 1:
+        _MEMORY_CACHE.popitem(last=False)
+
+
+def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = True,
+                     disk: bool = True) -> np.ndarray:
+    """Run ``model`` (in inference mode) over ``x`` once and return the outputs.
+
+    The result is cached under a hash of the model's weights and of ``x``: a
+    second call with the same frozen model and images costs only the hash.
+    With ``disk=True`` the cache also lives under ``cache_dir("features")``,
+    so it survives a kernel restart. Any change to the weights or images gives
+    a new key, so a stale cache is never used.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"extract_features expects a batch of images (N, H, W, C); got shape {x.shape}.")
+    key = _fingerprint(model, x) if cache else None
+    if key is not None and key in _MEMORY_CACHE:
+        _MEMORY_CACHE.move_to_end(key)
+        return _MEMORY_CACHE[key]
+    path = cache_dir("features") / f"{key}.npy" if (key and disk) else None
+    if path is not None and path.exists():
+        try:
+            out = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            out = None  # unreadable cache file: recompute (and overwrite it below)
+        if out is not None and out.shape[0] == x.shape[0]:
+            _remember(key, out)
+            return out
+    outs = []
+    for start in range(0, len(x), batch_size):
+        outs.append(np.asarray(model(x[start:start + batch_size], training=False)))
+    out = np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), "float32")
+    if key is not None:
+        _remember(key, out)
+        if path is not None:
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, out)
+            tmp.replace(path)  # atomic: a half-written cache file is never read
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Unfreezing by block
+# --------------------------------------------------------------------------- #
+def _is_batchnorm(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+@dataclass
+class UnfreezeReport:
+    """What :func:`unfreeze_top` made trainable."""
+
+    blocks: list[str]
+    layers: int
+    batchnorm_frozen: int
+    trainable_params: int
+    non_trainable_params: int
+    total_blocks: int
+
+    def __str__(self) -> str:
+        names = ", ".join(self.blocks) if self.blocks else "none (feature extraction)"
+        return (f"trainable blocks ({len(self.blocks)} of {self.total_blocks}): {names}\n"
+                f"trainable layers: {self.layers}  (BatchNorm kept frozen: {self.batchnorm_frozen})\n"
+                f"trainable params: {self.trainable_params:,}  non-trainable: {self.non_trainable_params:,}")
+
+    def _repr_pretty_(self, p, cycle):  # IPython display
+        p.text(str(self))
+
+
+def _blocks(base):
+    from .backbones import backbone_blocks
+
+    return backbone_blocks(base)
+
+
+def _check_depth(blocks: int, total: int) -> int:
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
+        raise TypeError(f"blocks must be a whole number of blocks, got {blocks!r}.")
+    if not 0 <= blocks <= total:
+        raise ValueError(f"blocks={blocks} is out of range: this backbone has {total} blocks, "
+                         f"so choose 0 (feature extraction) to {total} (everything).")
+    return int(blocks)
+
+
+def unfreeze_top(base, blocks: int, train_bn: bool = False) -> UnfreezeReport:
+    """Freeze ``base``, then make its top ``blocks`` blocks trainable.
+
+    ``blocks=0`` is feature extraction (everything frozen); the maximum is the
+    number of blocks in :func:`tlcourse.backbones.backbone_blocks`. BatchNorm
+    layers stay frozen unless ``train_bn=True``: in Keras 3 a frozen BatchNorm
+    layer always runs in inference mode, so its statistics cannot drift.
+    Remember to ``compile`` again afterwards: Keras reads ``trainable`` at
+    compile time.
+    """
+    block_list = _blocks(base)
+    depth = _check_depth(blocks, len(block_list))
+    chosen = block_list[len(block_list) - depth:] if depth else []
+    base.trainable = True  # so that per-layer flags below decide
+    for layer in base.layers:
+        layer.trainable = False
+    n_layers = n_bn = 0
+    for block in chosen:
+        for name in block.layers:
+            layer = base.get_layer(name)
+            if _is_batchnorm(layer) and not train_bn:
+                n_bn += 1
+                continue
+            layer.trainable = True
+            if layer.weights:
+                n_layers += 1
+    if depth == 0:
+        base.trainable = False
+    counts = count_params(base)
+    return UnfreezeReport([b.name for b in chosen], n_layers, n_bn, counts["trainable"],
+                          counts["non_trainable"], len(block_list))
+
+
+def trainable_params_at_depth(base, blocks: int, train_bn: bool = False) -> int:
+    """Trainable parameter count if the top ``blocks`` blocks were unfrozen (no side effects)."""
+    block_list = _blocks(base)
+    depth = _check_depth(blocks, len(block_list))
+    total = 0
+    for block in block_list[len(block_list) - depth:] if depth else []:
+        for name in block.layers:
+            layer = base.get_layer(name)
+            if _is_batchnorm(layer) and not train_bn:
+                continue
+            total += sum(int(np.prod(w.shape)) for w in layer.weights
+                         if "moving" not in w.path)
+    return total
+
+
+def split_at_depth(base, blocks: int):
+    """Cut ``base`` below its top ``blocks`` blocks: return ``(bottom, top)`` models.
+
+    ``bottom`` maps images to the activations at the cut; ``top`` maps those
+    activations to the base's output. Both share layers (and weights) with
+    ``base``. With ``blocks=0``, ``top`` is ``None`` and ``bottom`` is the whole
+    base. Because the bottom is frozen, its output can be computed once and
+    cached (:func:`extract_features`): only the top runs in each training step.
+    """
+    import keras
+
+    block_list = _blocks(base)
+    depth = _check_depth(blocks, len(block_list))
+    if depth == 0:
+        return base, None
+    if depth == len(block_list):
+        cut = base.inputs[0]
+        bottom = None
+    else:
+        cut = base.get_layer(block_list[len(block_list) - depth - 1].output).output
+        bottom = keras.Model(base.inputs[0], cut, name=f"{base.name}_bottom{depth}")
+    top = keras.Model(cut, base.output, name=f"{base.name}_top{depth}")
+    return bottom, top
+
+
+# --------------------------------------------------------------------------- #
+# Guard rails
+# --------------------------------------------------------------------------- #
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class GuardRails(_keras_callback_base()):
+    """Keras callback that checks, after the first training batch, that
+
+    * every weight marked trainable actually changed (if not, ``trainable`` was
+      changed after ``compile``: Keras silently trains the old set until you
+      compile again), and
+    * no BatchNorm moving statistics changed (if they did, BatchNorm runs in
+      training mode and the pretrained statistics are being overwritten).
+
+    Problems are reported as warnings (``strict=True`` raises instead), and
+    kept in ``self.problems``.
+    """
+
+    def __init__(self, strict: bool = False):
+        super().__init__()
+        self.strict = strict
+        self.problems: list[str] = []
+        self._before: dict[str, np.ndarray] | None = None
+        self._stats: dict[str, np.ndarray] | None = None
+
+    def on_train_begin(self, logs=None):
+        self._before = {v.path: np.array(v.numpy()) for v in self.model.trainable_weights}
+        self._stats = {v.path: np.array(v.numpy()) for v in self.model.non_trainable_weights
+                       if "moving" in v.path}
+        self.problems = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._before is None:
+            return
+        current = {v.path: v for v in self.model.trainable_weights}
+        stuck = [p for p, old in self._before.items()
+                 if p in current and np.array_equal(old, current[p].numpy())]
+        if stuck and len(stuck) == len(self._before):
+            self._report(f"none of the {len(stuck)} trainable weights changed in the first batch: "
+                         "was `trainable` changed after compile()? Call model.compile(...) again.")
+        elif stuck:
+            self._report(f"{len(stuck)} of {len(self._before)} trainable weights did not change in the "
+                         f"first batch (e.g. {stuck[0]}): `trainable` was probably changed after "
+                         "compile(); call model.compile(...) again so they train.")
+        stats = {v.path: v for v in self.model.non_trainable_weights if "moving" in v.path}
+        drifted = [p for p, old in (self._stats or {}).items()
+                   if p in stats and not np.array_equal(old, stats[p].numpy())]
+        if drifted:
+            self._report(f"{len(drifted)} BatchNorm statistics changed (e.g. {drifted[0]}): BatchNorm is "
+                         "running in training mode. Keep BatchNorm layers frozen, or call the base "
+                         "with training=False.")
+        self._before = None  # check the first batch only: cheap
+
+    def _report(self, message: str) -> None:
+        self.problems.append(message)
+        if self.strict:
+            raise RuntimeError(message)
+        warnings.warn(message, stacklevel=2)
+
+
+# --------------------------------------------------------------------------- #
+# Heads and a complete fine-tuning run
+# --------------------------------------------------------------------------- #
+def make_head(num_classes: int, input_shape: tuple[int, ...], dropout: float = 0.2, name: str = "head"):
+    """A classifier head: global average pooling (for 4-D inputs), dropout, dense logits."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs) if len(input_shape) == 3 else inputs
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@dataclass
+class FineTuneData:
+    """Images and labels for a fine-tuning run (float32 0..255 NHWC, int labels)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+@dataclass
+class FineTuneResult:
+    """The outcome of :func:`fine_tune`."""
+
+    blocks: int
+    learning_rate: float
+    epochs: int
+    history: dict[str, list[float]]
+    train_accuracy: float
+    val_accuracy: float
+    test_accuracy: float
+    seconds: float          # training time (fit only)
+    cache_seconds: float    # time spent computing activations at the cut (0 when cached)
+    trainable_params: int
+    trained_blocks: list[str]
+    shift: dict[str, float] = field(default_factory=dict)  # block -> relative weight change
+
+    def summary(self) -> str:
+        """One line for a notebook: depth, learning rate, accuracies."""
+        return (f"depth {self.blocks:2d}  lr {self.learning_rate:.0e}  epochs {self.epochs}  "
+                f"train {self.train_accuracy:.3f}  val {self.val_accuracy:.3f}  test {self.test_accuracy:.3f}")
+
+
+def _accuracy(model, x, y, batch_size: int = 256) -> float:
+    logits = np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                             for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 1))
+    return float(np.mean(np.argmax(logits, axis=1) == y)) if len(x) else float("nan")
+
+
+def weight_shift(before: dict[str, list[np.ndarray]], model, blocks) -> dict[str, float]:
+    """Relative change ``|w - w0| / |w0|`` of each block's weights (the "forgetting meter").
+
+    ``before`` maps layer names to their weights before training; ``model``
+    holds layers of the same names after training; ``blocks`` is the block
+    list from :func:`tlcourse.backbones.backbone_blocks`.
+    """
+    names = {layer.name: layer for layer in model.layers}
+    out: dict[str, float] = {}
+    for block in blocks:
+        num = den = 0.0
+        for name in block.layers:
+            if name not in names or name not in before:
+                continue
+            for w0, w1 in zip(before[name], names[name].get_weights()):
+                num += float(np.sum((w1 - w0) ** 2))
+                den += float(np.sum(w0 ** 2))
+        out[block.name] = (num ** 0.5) / (den ** 0.5) if den > 0 else 0.0
+    return out
+
+
+def cut_activations(base, blocks: int, data: FineTuneData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations of the frozen part below the top ``blocks`` blocks, for train/val/test.
+
+    Computed once per (weights, images) and cached by :func:`extract_features`.
+    At full depth nothing is frozen, so the images themselves are returned.
+    """
+    bottom, _ = split_at_depth(base, blocks)
+    if bottom is None:
+        return data.x_train, data.x_val, data.x_test
+    return tuple(extract_features(bottom, x) for x in (data.x_train, data.x_val, data.x_test))
+
+
+def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
+              epochs: int = 5, batch_size: int = 32, seed: int = 0, train_bn: bool = False,
+              guard: bool = True, activations: tuple | None = None) -> FineTuneResult:
+    """Fine-tune the top ``blocks`` blocks of ``base`` with a head, from cached activations.
+
+    The stage-1 head (``head_weights``: ``[kernel, bias]`` of a dense layer
+    trained on the frozen base's pooled features) is the starting point, as in
+    the two-stage recipe. The frozen bottom runs once (cached), so each epoch
+    costs only the top blocks. ``base`` itself is never modified: the top is a
+    fresh copy. No augmentation (cached activations cannot be augmented).
+    ``train_bn=True`` lets BatchNorm run in training mode (the classic mistake,
+    for demonstrations). ``activations`` may pass precomputed
+    ``(train, val, test)`` activations at the cut (see :func:`cut_activations`).
+    """
+    import keras
+
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and np.isfinite(learning_rate)):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}; "
+                         "fine tuning usually uses 1e-5 to 1e-3.")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs!r}.")
+    block_list = _blocks(base)
+    depth = _check_depth(blocks, len(block_list))
+    _, top = split_at_depth(base, depth)
+
+    t0 = time.perf_counter()
+    acts = cut_activations(base, depth, data) if activations is None else activations
+    cache_seconds = time.perf_counter() - t0
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(acts[0].shape[1:])
+    x = inputs
+    trained: list[str] = []
+    if top is not None:
+        top_copy = keras.models.clone_model(top)
+        top_copy.set_weights(top.get_weights())
+        chosen = block_list[len(block_list) - depth:]
+        trained = [b.name for b in chosen]
+        for layer in top_copy.layers:
+            layer.trainable = not (_is_batchnorm(layer) and not train_bn)
+        x = top_copy(x, training=None if train_bn else False)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    dense = keras.layers.Dense(data.num_classes, name="logits")
+    outputs = dense(x)
+    model = keras.Model(inputs, outputs, name=f"finetune_depth{depth}")
+    if head_weights is not None:
+        dense.set_weights(head_weights)
+    before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top is not None else [])}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    callbacks = [GuardRails()] if guard and not train_bn else []
+    t1 = time.perf_counter()
+    hist = model.fit(acts[0], data.y_train, validation_data=(acts[1], data.y_val), epochs=int(epochs),
+                     batch_size=batch_size, verbose=0, callbacks=callbacks)
+    seconds = time.perf_counter() - t1
+    shift = weight_shift(before, top_copy, block_list) if top is not None else {}
+    return FineTuneResult(
+        blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
+        history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+        train_accuracy=_accuracy(model, acts[0], data.y_train),
+        val_accuracy=_accuracy(model, acts[1], data.y_val),
+        test_accuracy=_accuracy(model, acts[2], data.y_test),
+        seconds=seconds, cache_seconds=cache_seconds,
+        trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift)
