@@ -1,0 +1,293 @@
+"""The comparison runner of notebook 03: one function, one record per run.
+
+``run_experiment(config) -> record`` trains one method (feature extraction,
+fine tuning or a small CNN from scratch) on one dataset at one training-set
+size and seed, and returns a flat dict: the row of a tidy table.
+
+Fair by construction:
+
+* every method sees the same training images (the same per-class subsample
+  for a given size and seed), is evaluated on the same held-out test split,
+  and gets the same number of optimizer steps (the equal-effort rule; fine
+  tuning spends half of them training the head, half fine-tuning);
+* fine tuning uses a depth and learning rate chosen on the validation split
+  (:func:`select_fine_tuning`), never on the test split;
+* the frozen parts are computed once per dataset and cached, so the runner is
+  fast without shrinking the experiment; their cost is still charged to each
+  run, in proportion to the images it uses (``prep_seconds``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from .training import FineTuneData, count_params, cut_activations, fine_tune
+
+__all__ = ["ExperimentConfig", "run_experiment", "run_grid", "select_fine_tuning",
+           "per_class_indices", "scratch_cnn", "METHODS", "summarize"]
+
+METHODS = ("feature_extraction", "fine_tuning", "scratch")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One run: dataset, method, training labels per class (``None`` = all), seed, and effort."""
+
+    dataset: str
+    method: str
+    per_class: int | None = None
+    seed: int = 0
+    steps: int = 300               # optimizer steps, the same for every method
+    batch_size: int = 32
+    image_size: int = 128          # what the pretrained backbone sees
+    scratch_image_size: int = 64   # what the from-scratch CNN sees
+    depth: int = 2                 # fine tuning: blocks unfrozen
+    learning_rate: float = 1e-4    # fine tuning learning rate (the head uses 1e-3)
+    backbone: str = "efficientnet_lite0"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.per_class is not None and self.per_class < 1:
+            raise ValueError(f"per_class must be at least 1 (or None for all), got {self.per_class}.")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+
+# --------------------------------------------------------------------------- #
+# Shared, cached inputs
+# --------------------------------------------------------------------------- #
+_DATA: dict = {}
+_BASES: dict = {}
+_FEATURES: dict = {}
+
+
+def _arrays(dataset: str, image_size: int):
+    key = (dataset, image_size)
+    if key not in _DATA:
+        from .data import load_dataset
+
+        splits = load_dataset(dataset, image_size=image_size, as_numpy=True)
+        _DATA[key] = (splits.train, splits.val, splits.test, list(splits.class_names))
+    return _DATA[key]
+
+
+def _base(name: str, image_size: int):
+    key = (name, image_size)
+    if key not in _BASES:
+        from .backbones import load_backbone
+
+        base = load_backbone(name, image_size=image_size)
+        base.trainable = False
+        _BASES[key] = base
+    return _BASES[key]
+
+
+def _pooled_features(cfg: ExperimentConfig):
+    """Pooled frozen-base features of the full train/val/test splits, and their cost."""
+    key = (cfg.dataset, cfg.backbone, cfg.image_size)
+    if key not in _FEATURES:
+        from .training import extract_features
+
+        (xtr, _), (xva, _), (xte, _), _ = _arrays(cfg.dataset, cfg.image_size)
+        base = _base(cfg.backbone, cfg.image_size)
+        t0 = time.perf_counter()
+        feats = [extract_features(base, x).mean(axis=(1, 2)) for x in (xtr, xva, xte)]
+        _FEATURES[key] = (feats, time.perf_counter() - t0)
+    return _FEATURES[key]
+
+
+def _cut(cfg: ExperimentConfig):
+    key = (cfg.dataset, cfg.backbone, cfg.image_size, "cut", cfg.depth)
+    if key not in _FEATURES:
+        (xtr, ytr), (xva, yva), (xte, yte), classes = _arrays(cfg.dataset, cfg.image_size)
+        data = FineTuneData(xtr, ytr, xva, yva, xte, yte, len(classes))
+        t0 = time.perf_counter()
+        acts = cut_activations(_base(cfg.backbone, cfg.image_size), cfg.depth, data)
+        _FEATURES[key] = (acts, time.perf_counter() - t0)
+    return _FEATURES[key]
+
+
+def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` examples of each class, drawn by ``seed`` (sorted).
+
+    ``None`` keeps everything. Too few examples of a class gives a clear error.
+    """
+    labels = np.asarray(labels)
+    if per_class is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if per_class > len(idx):
+            raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} training examples; "
+                             f"use at most {min(np.bincount(labels))} (or None for all).")
+        picked.append(rng.choice(idx, per_class, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def _epochs(steps: int, n: int, batch_size: int) -> int:
+    return max(1, math.ceil(steps / math.ceil(n / batch_size)))
+
+
+# --------------------------------------------------------------------------- #
+# The three methods
+# --------------------------------------------------------------------------- #
+def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int):
+    """A small CNN trained from scratch: the no-transfer baseline (about 0.1 M parameters)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(num_classes)(x)
+    return keras.Model(inputs, outputs, name="scratch_cnn")
+
+
+def _fit_head(features, labels, num_classes: int, cfg: ExperimentConfig, val=None):
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    inputs = keras.Input(features.shape[1:])
+    x = keras.layers.Dropout(0.2)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(features, labels, epochs=_epochs(cfg.steps, len(features), cfg.batch_size),
+              batch_size=cfg.batch_size, verbose=0, validation_data=val)
+    return model
+
+
+def _accuracy(model, x, y) -> float:
+    logits = model.predict(x, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+def run_experiment(config: ExperimentConfig) -> dict:
+    """Run one configuration and return its record (a flat dict, one table row).
+
+    Keys: the config's fields, plus ``n_train``, ``epochs``, ``train_accuracy``,
+    ``test_accuracy``, ``gap`` (train minus test: overfitting), ``seconds``
+    (training wall-clock), ``prep_seconds`` (the run's share of computing the
+    frozen part, 0 from scratch), ``total_seconds`` and ``trainable_params``.
+    """
+    import keras
+
+    cfg = config
+    (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
+    k = len(classes)
+    idx = per_class_indices(ytr, cfg.per_class, cfg.seed)
+    n = len(idx)
+    epochs = _epochs(cfg.steps, n, cfg.batch_size)
+    prep = 0.0
+    if cfg.method == "feature_extraction":
+        (ftr, _, fte), cost = _pooled_features(cfg)
+        prep = cost * n / (len(ytr) + len(yva) + len(yte))
+        t0 = time.perf_counter()
+        model = _fit_head(ftr[idx], ytr[idx], k, cfg)
+        seconds = time.perf_counter() - t0
+        train_acc, test_acc = _accuracy(model, ftr[idx], ytr[idx]), _accuracy(model, fte, yte)
+        params = count_params(model)["trainable"]
+    elif cfg.method == "fine_tuning":
+        # stage 1: the feature-extraction head (same steps), stage 2: fine-tune from it
+        (ftr, _, _), cost1 = _pooled_features(cfg)
+        acts, cost2 = _cut(cfg)
+        prep = (cost1 + cost2) * n / (len(ytr) + len(yva) + len(yte))
+        # equal effort: half the steps train the head, half fine-tune (head included)
+        half = replace(cfg, steps=max(1, cfg.steps // 2))
+        t0 = time.perf_counter()
+        head = _fit_head(ftr[idx], ytr[idx], k, half)
+        (xtr, _), (xva, _), (xte, _), _ = _arrays(cfg.dataset, cfg.image_size)
+        data = FineTuneData(xtr[idx], ytr[idx], xva, yva, xte, yte, k)
+        result = fine_tune(_base(cfg.backbone, cfg.image_size), head.layers[-1].get_weights(), data,
+                           blocks=cfg.depth, learning_rate=cfg.learning_rate,
+                           epochs=_epochs(half.steps, n, cfg.batch_size),
+                           batch_size=cfg.batch_size, seed=cfg.seed, guard=False,
+                           activations=(acts[0][idx], acts[1], acts[2]))
+        seconds = time.perf_counter() - t0
+        train_acc, test_acc = result.train_accuracy, result.test_accuracy
+        params = result.trainable_params
+    else:
+        (xtr, _), _, (xte, _), _ = _arrays(cfg.dataset, cfg.scratch_image_size)
+        keras.utils.set_random_seed(cfg.seed)
+        model = scratch_cnn(xtr.shape[1:], k)
+        model.compile(keras.optimizers.Adam(1e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        t0 = time.perf_counter()
+        model.fit(xtr[idx], ytr[idx], epochs=epochs, batch_size=cfg.batch_size, verbose=0)
+        seconds = time.perf_counter() - t0
+        train_acc, test_acc = _accuracy(model, xtr[idx], ytr[idx]), _accuracy(model, xte, yte)
+        params = count_params(model)["trainable"]
+    record = asdict(cfg)
+    record.update(n_train=n, epochs=epochs, train_accuracy=train_acc, test_accuracy=test_acc,
+                  gap=train_acc - test_acc, seconds=seconds, prep_seconds=prep,
+                  total_seconds=seconds + prep, trainable_params=params)
+    return record
+
+
+def select_fine_tuning(dataset: str, depths=(1, 2, 4), learning_rates=(1e-4, 1e-3), seed: int = 0,
+                       **overrides) -> tuple[dict, list[dict]]:
+    """Choose fine tuning's depth and learning rate on the VALIDATION split.
+
+    Trains on the full training split for each pair and returns
+    ``(best, table)``: the best ``{"depth", "learning_rate", "val_accuracy"}``
+    and every pair's validation accuracy. The test split is not looked at.
+    """
+    table = []
+    for depth in depths:
+        for lr in learning_rates:
+            cfg = ExperimentConfig(dataset, "fine_tuning", None, seed, depth=depth, learning_rate=lr,
+                                   **overrides)
+            (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
+            (ftr, _, _), _ = _pooled_features(cfg)
+            acts, _ = _cut(cfg)
+            half = replace(cfg, steps=max(1, cfg.steps // 2))
+            head = _fit_head(ftr, ytr, len(classes), half)
+            (xtr, _), (xva, _), (xte, _), _ = _arrays(cfg.dataset, cfg.image_size)
+            data = FineTuneData(xtr, ytr, xva, yva, xte, yte, len(classes))
+            result = fine_tune(_base(cfg.backbone, cfg.image_size), head.layers[-1].get_weights(), data,
+                               blocks=depth, learning_rate=lr,
+                               epochs=_epochs(half.steps, len(ytr), cfg.batch_size),
+                               batch_size=cfg.batch_size, seed=seed, guard=False, activations=acts)
+            table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
+                          "val_accuracy": result.val_accuracy})
+    best = max(table, key=lambda r: (r["val_accuracy"], -r["depth"]))
+    return best, table
+
+
+def run_grid(base_configs: list[ExperimentConfig], sizes, seeds, progress=None) -> list[dict]:
+    """Run every config at every size and seed; returns the list of records."""
+    records = []
+    for cfg in base_configs:
+        for size in sizes:
+            for seed in seeds:
+                run = replace(cfg, per_class=size, seed=seed)
+                records.append(run_experiment(run))
+                if progress is not None:
+                    progress(records[-1])
+    return records
+
+
+def summarize(records: list[dict], value: str = "test_accuracy") -> dict:
+    """Mean and spread (min, max) of ``value`` per (dataset, method, per_class).
+
+    Returns ``{(dataset, method, per_class): (mean, std, n)}``.
+    """
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["method"], r["per_class"]), []).append(r[value])
+    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in groups.items()}
