@@ -1,0 +1,452 @@
+#!/usr/bin/env python
+"""Rebuild the embedded datasets in ``datasets/`` from Debian packages.
+
+Usage (from the repository root)::
+
+    sudo apt-get install openclipart-png dataset-fashion-mnist
+    python tools/build_datasets.py            # writes datasets/clipart, datasets/fashion_mnist.npz
+    python tools/build_datasets.py --check    # rebuild into a temp dir and compare with the manifest
+
+The build is deterministic: re-running it produces byte-identical files (fixed
+file order, fixed seeds, fixed zip timestamps, no PNG metadata), and it writes
+``datasets/MANIFEST.sha256`` (``sha256sum -c`` format, paths relative to
+``datasets/``), which :mod:`tlcourse.data` checks at load time.
+
+The clip-art curation (which source folders make a class, which pictures were
+dropped after looking at them and why) is the ``CLIPART`` table below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+OPENCLIPART = Path("/usr/share/openclipart/png")
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+EXPECTED_VERSIONS = {
+    "openclipart-png": "1:0.18+dfsg-19",
+    "dataset-fashion-mnist": "0.0~git20200523.55506a9-1",
+}
+SIZE = 128
+MARGIN = 0.06  # white border around the cropped object, as a fraction of the side
+SPLITS = {"test": 0.2, "val": 0.2}  # the rest is train
+
+# --------------------------------------------------------------------------
+# Clip-art curation. Each class: source folders (recursive), extra single
+# files, and files dropped after looking at contact sheets of every folder.
+# Exact duplicates (same pixels) are removed automatically (first path wins).
+# --------------------------------------------------------------------------
+CLIPART: dict[str, dict[str, list[str]]] = {
+    "fruit": {
+        "dirs": ["food/fruit"],
+        "files": [],
+        "drop": [
+            "food/fruit/apple_juice_box.png",  # juice box, not fruit
+            "food/fruit/apple_juice_box_bw.png",  # juice box
+            "food/fruit/apple_mateya_01.png",  # product label with barcode (10k x 16k px)
+            "food/fruit/banana_mateya_01.png",  # product label with barcode
+            "food/fruit/candied_apples_ganson.png",  # candy apples on sticks, several objects
+            "food/fruit/champignon_01.png",  # a mushroom
+            "food/fruit/eris_apple_nurbldoff_01.png",  # outline apple with a letter logo
+            "food/fruit/fruitcollection_leif_lod_07.png",  # photo of a fruit bowl (scene)
+            "food/fruit/gumnut_black_01.png",  # gum nut silhouette
+            "food/fruit/gumnut_shaded_01.png",  # gum nut
+            "food/fruit/juice_glass_andremarcel._01.png",  # a drink
+            "food/fruit/kallisti-grenade_1_nurbl_01.png",  # a grenade
+            "food/fruit/pie_apple.png",  # pies belong to desserts
+            "food/fruit/pie_apple_bw.png",
+            "food/fruit/pie_cherry.png",
+            "food/fruit/pie_cherry_bw.png",
+            "food/fruit/slate-apple_benji_park_01.png",  # school slate with an apple
+            "food/fruit/straw_tote_linda_kim_01.png",  # a bag
+            "food/fruit/tile_orange_gabriel_lo_i_01.png",  # tiny icon tile
+            "food/fruit/tree_whit_fruits_01.png",  # a tree
+            "food/fruit/turkey_platter_01_with_fruit_and_vegitables_01.png",  # roast turkey
+        ],
+    },
+    "mammals": {
+        "dirs": ["animals/mammals"],
+        "files": [],
+        "drop": [
+            "animals/mammals/bears/sleeping_bear_under_sta_01.png",  # snow-globe scene
+            "animals/mammals/bears/sleeping_bear_under_sta_02.png",
+            "animals/mammals/bears/sleeping_bear_under_sta_03.png",
+            "animals/mammals/bunny_01.png",  # pink rabbit on a green tile
+            "animals/mammals/cartoon_squirrel_mike_sm1.png",  # squirrel reading a book
+            "animals/mammals/crazy_monkey_shandy_brow_01.png",  # monkey on a star badge
+            "animals/mammals/dog_01_drawn_with_strai_02.png",  # dog in a wizard costume
+            "animals/mammals/dog_02_drawn_with_strai_01.png",  # dog in a wizard costume
+            "animals/mammals/dogs/bulldog_puppy_ganson.png",  # photo-like, gradient background
+            "animals/mammals/dolphin_01.png",  # abstract splash
+            "animals/mammals/elephant_outline_matthe_r.png",  # nearly invisible outline
+            "animals/mammals/elephant_symbol_ganson.png",  # striped emblem in a disc
+            "animals/mammals/horses/horse_1_konstantin_r._01.png",  # horse with a big sun
+            "animals/mammals/horses/horse_1_rotkevich_konsat_01.png",  # same
+            "animals/mammals/horses/horse_2_konstantin_r._01.png",  # paint splash
+            "animals/mammals/horses/mechorse.png",  # tiny sketch
+            "animals/mammals/housecats/cartoon_vgcats_fanart_01.png",  # cartoon person
+            "animals/mammals/housecats/cat_scrathing_post_benji_01.png",  # a scratching post
+            "animals/mammals/housecats/gatto_nero_architetto_fr_01.png",  # halloween scene
+            "animals/mammals/housecats/le_mie_tigri_preferite_a_01.png",  # two cats
+            "animals/mammals/mhooo_peterm_.png",  # face with text
+            "animals/mammals/raccoon_ganson.png",  # raccoon in a bin (two objects)
+            "animals/mammals/shaezy_peterm_.png",  # face with text
+            "animals/mammals/skoynk_peterm_.png",  # face with text
+            "animals/mammals/squeek_peterm_.png",  # face with text
+            "animals/mammals/stambecco_valdostano_arc_01.png",  # silhouette on orange panel
+            "animals/mammals/toro_al_tramonto_archite_01.png",  # landscape
+        ],
+    },
+    "birds": {
+        "dirs": ["animals/birds"],
+        "files": [],
+        "drop": [
+            "animals/birds/acquila_architetto_franc_04.png",  # cut-off fragment
+            "animals/birds/baby-tux_alex_kuehne_01.png",  # Tux logo on a blue tile
+            "animals/birds/baby_tux_01.png",  # Tux logo
+            "animals/birds/baby_tux_rory_mccann_01.png",  # Tux with Debian logo
+            "animals/birds/cigni_bianchi_e_neri_arc_01.png",  # swans on a lake (scene)
+            "animals/birds/cigno_di_notte_nella_pa_01.png",  # night scene on a purple tile
+            "animals/birds/contour_bat.png",  # a bat, not a bird
+            "animals/birds/duck_yellow_ii_kurt_cagl_.png",  # 'Linked Image Not Found'
+            "animals/birds/mirjam_meijer_mirjam_mei_01.png",  # flowers and a butterfly
+            "animals/birds/ninja_tux_rory_mccann_01.png",  # Tux with Debian logo
+            "animals/birds/penguin/plush_tux_anita_01.png",  # Tux logo
+            "animals/birds/penguin/tux_didier_fabert_01.png",  # 'Linked Image Not Found'
+            "animals/birds/stormo_di_uccelli_archit_01.png",  # a flock (many objects)
+            "animals/birds/turkey_on_platter_01.png",  # roast turkey
+            "animals/birds/wing_mitchell_johnson_si_.png",  # tiny, nearly blank
+        ],
+    },
+    "bugs": {
+        "dirs": ["animals/bugs"],
+        "files": [],
+        "drop": [
+            "animals/bugs/blue_dragonfly_ghuul_ghu_01.png",  # dark photo-like tile
+            "animals/bugs/caterpillar_david_wislon_01.png",  # cartoon with knife and fork
+            "animals/bugs/lumaca_architetto_france_01.png",  # a snail
+            "animals/bugs/lumaca_turbo_architetto__01.png",  # a snail
+            "animals/bugs/quattro_farfalle_archite_01.png",  # four butterflies
+            "animals/bugs/ragno_figo_architetto_fr_01.png",  # yellow splat
+            "animals/bugs/zanzara_cretina_architet_01.png",  # fairy with hearts
+        ],
+    },
+    "desserts": {
+        "dirs": ["food/desserts"],
+        "files": [],
+        "drop": [
+            "food/desserts/cake_mateya_01.png",  # product label with barcode
+            "food/desserts/crazy_cookie_dave_pena_01.png",  # cookie cartoon character
+            "food/desserts/gelato_all_39_italiana_a_01.png",  # two cones, overlapping
+        ],
+    },
+    "beverages": {
+        "dirs": ["food/beverages"],
+        "files": [],
+        "drop": [
+            "food/beverages/alcohol/bottiglia_di_vino_pregi_01.png",  # bottle + glass
+            "food/beverages/alcohol/martini_glass_k_yager_01.png",  # tiny
+            "food/beverages/alcohol/martini_glass_k_yager_02.png",  # tiny
+            "food/beverages/alcohol/noi_due_insieme_brindis_01.png",  # party scene
+            "food/beverages/alcohol/wine_corks_ganson.png",  # corks
+            "food/beverages/alcohol/wooden_barrel_petri_lumm_01.png",  # tiny barrel
+            "food/beverages/baby_bottle_01.png",  # tiny
+            "food/beverages/ice_cube_jarno_vasamaa_.png",  # ice cube
+            "food/beverages/icecube_benji_park_.png",  # ice cube
+            "food/beverages/lattine_di_birra_archite_01.png",  # six-pack (many objects)
+            "food/beverages/milk_mateya_01.png",  # product label with barcode
+            "food/beverages/mug_toh_yen_cheng_01.png",  # tiny
+            "food/beverages/mug_toh_yen_cheng_02.png",  # tiny
+            "food/beverages/teiera_tazza_architetto__01.png",  # teapot and cup
+        ],
+    },
+    "vehicles": {  # road vehicles: cars, trucks, buses (no aircraft, bikes, boats, signs)
+        "dirs": ["transportation/vehicles"],
+        "files": [
+            "transportation/car_jamin_ellis_.png",
+            "transportation/dodge_neon_green_ganson.png",
+            "transportation/dodge_neon_pink_ganson.png",
+            "transportation/fire_engine_romus_01.png",
+            "transportation/formula_one_car_gerald_g_01.png",
+            "transportation/road_runner_ganson.png",
+            "transportation/skoda_car_alejandro_teja_.png",
+            "transportation/small_truck_steffen_gluc_01.png",
+            "transportation/sportcar_sergio_luiz_ara_01.png",
+            "transportation/toyota_land_cruiser_ganson.png",
+            "transportation/truck_jarno_vasamaa1.png",
+            "transportation/truck_jarno_vasamaa_.png",
+        ],
+        "drop": [
+            "transportation/vehicles/aircraft_jarno_vasamaa1.png",  # aircraft
+            "transportation/vehicles/aircraft_jarno_vasamaa2.png",
+            "transportation/vehicles/aircraft_jarno_vasamaa3.png",
+            "transportation/vehicles/aircraft_jarno_vasamaa4.png",
+            "transportation/vehicles/aircraft_jarno_vasamaa_.png",
+            "transportation/vehicles/airplane_nicu_buculei_01.png",
+            "transportation/vehicles/departing_plane_01.png",
+            "transportation/vehicles/military_airplane_mo_01.png",
+            "transportation/vehicles/plane_silhouet_mo_01.png",
+            "transportation/vehicles/toy_paper_plane_01.png",
+            "transportation/vehicles/rocket.png",
+            "transportation/vehicles/wing_mitchell_johnson_si_.png",
+            "transportation/vehicles/autos_01.png",  # two cars
+            "transportation/vehicles/bus_01.png",  # two buses
+            "transportation/vehicles/bicicletta_cycle_archite_01.png",  # bicycles
+            "transportation/vehicles/bicycle_01.png",
+            "transportation/vehicles/vtt_02.png",
+            "transportation/vehicles/crossroads.png",  # road signs
+            "transportation/vehicles/curve_ahead.png",
+            "transportation/vehicles/cycle_lane.png",
+            "transportation/vehicles/cycle_route.png",
+            "transportation/vehicles/parking_romus_01.png",
+            "transportation/vehicles/quay_sign_01.png",
+            "transportation/vehicles/lighthouse_01.png",  # a lighthouse
+            "transportation/vehicles/m1_abrams_main_battle_tank_01.png",  # a tank
+            "transportation/vehicles/sledge_01.png",  # a sledge
+            "transportation/vehicles/the_mad_little_ship_core_01.png",  # ship in a bottle
+            "transportation/vehicles/trawler_01.png",  # a boat
+            "transportation/vehicles/trattore_architetto_fran_01.png",  # tractor with farmer
+            "transportation/vehicles/redcar_marcelo_caiafa_.png",  # tiny
+            "transportation/vehicles/shelby_cobra_blueprint_i_01.png",  # faint blueprint
+            "transportation/vehicles/shelby_cobra_car_bluepr_.png",  # faint blueprint
+            # near-identical Hummer silhouettes: keep a few, drop the rest
+            "transportation/vehicles/hummer_07.png",
+            "transportation/vehicles/hummers/hummer_02.png",
+            "transportation/vehicles/hummers/hummer_03.png",
+            "transportation/vehicles/hummers/hummer_04.png",
+            "transportation/vehicles/hummers/hummer_05.png",
+            "transportation/vehicles/hummers/hummer_06.png",
+        ],
+    },
+}
+
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+FASHION_COUNTS = {"train": 500, "val": 100, "test": 200}  # per class
+FASHION_SEED = 20240501
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_version(name: str) -> str:
+    """Installed Debian version of ``name`` (empty string if unknown)."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", name],
+            capture_output=True, text=True, check=False,
+        )
+        return out.stdout.strip()
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ clip art
+def normalise_clipart(path: Path, size: int = SIZE) -> Image.Image:
+    """Composite on white, crop to the object, pad to a square, resize."""
+    with Image.open(path) as im:
+        im = im.convert("RGBA")
+    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    bg.alpha_composite(im)
+    rgb = bg.convert("RGB")
+    # bounding box of the non-white pixels
+    diff = Image.eval(rgb.convert("L"), lambda v: 255 if v < 250 else 0)
+    box = diff.getbbox() or (0, 0, rgb.width, rgb.height)
+    rgb = rgb.crop(box)
+    side = max(rgb.size)
+    side_m = int(round(side * (1 + 2 * MARGIN)))
+    square = Image.new("RGB", (side_m, side_m), (255, 255, 255))
+    square.paste(rgb, ((side_m - rgb.width) // 2, (side_m - rgb.height) // 2))
+    return square.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _group_key(name: str) -> str:
+    """Files that differ only by ``_bw`` or a trailing number share a split."""
+    stem = name.rsplit(".", 1)[0].lower().replace("_bw", "").replace("-bw", "")
+    return stem.rstrip("0123456789_-r.")
+
+
+def clipart_sources(cls: str) -> list[Path]:
+    spec = CLIPART[cls]
+    drop = set(spec["drop"])
+    paths: list[str] = []
+    for d in spec["dirs"]:
+        paths += sorted(str(p.relative_to(OPENCLIPART)) for p in (OPENCLIPART / d).rglob("*.png"))
+    paths += spec["files"]
+    missing = [p for p in drop | set(spec["files"]) if not (OPENCLIPART / p).exists()]
+    if missing:
+        raise SystemExit(f"curation lists files that are not in the package: {missing}")
+    return [OPENCLIPART / p for p in paths if p not in drop]
+
+
+def assign_splits(names: list[str]) -> dict[str, str]:
+    """Deterministic ~60/20/20 split by group, ordered by a hash of the group key."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(_group_key(n), []).append(n)
+    order = sorted(groups, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    total = len(names)
+    want = {s: round(f * total) for s, f in SPLITS.items()}
+    got = {"test": 0, "val": 0}
+    out: dict[str, str] = {}
+    for key in order:
+        split = "train"
+        for s in ("test", "val"):
+            if got[s] < want[s]:
+                split = s
+                break
+        for n in groups[key]:
+            out[n] = split
+        if split != "train":
+            got[split] += len(groups[key])
+    return out
+
+
+def build_clipart(out_dir: Path) -> dict[str, dict[str, int]]:
+    root = out_dir / "clipart"
+    if root.exists():
+        shutil.rmtree(root)
+    counts: dict[str, dict[str, int]] = {}
+    seen: dict[str, str] = {}
+    for cls in sorted(CLIPART):
+        images: dict[str, Image.Image] = {}
+        for src in clipart_sources(cls):
+            with Image.open(src) as im:
+                digest = hashlib.sha256(im.convert("RGBA").tobytes()).hexdigest()
+            if digest in seen:
+                print(f"  duplicate skipped: {src.relative_to(OPENCLIPART)} (= {seen[digest]})")
+                continue
+            seen[digest] = str(src.relative_to(OPENCLIPART))
+            name = src.stem.strip("._-").replace(" ", "_") + ".png"
+            if name in images:
+                name = f"{src.stem}_{digest[:6]}.png"
+            images[name] = normalise_clipart(src)
+        splits = assign_splits(sorted(images))
+        counts[cls] = {"train": 0, "val": 0, "test": 0}
+        for name in sorted(images):
+            split = splits[name]
+            dest = root / split / cls / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            images[name].save(dest, format="PNG", optimize=True)
+            counts[cls][split] += 1
+        print(f"  {cls:10s} {counts[cls]}")
+    return counts
+
+
+# ------------------------------------------------------------- fashion mnist
+def read_idx_gz(path: Path) -> np.ndarray:
+    data = gzip.decompress(path.read_bytes())
+    magic = int.from_bytes(data[:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like ``np.savez_compressed`` but with fixed zip timestamps (reproducible)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for key in arrays:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue(), compresslevel=9)
+
+
+def build_fashion(out_dir: Path) -> dict[str, dict[str, int]]:
+    xtr = read_idx_gz(FASHION / "train-images-idx3-ubyte.gz")
+    ytr = read_idx_gz(FASHION / "train-labels-idx1-ubyte.gz")
+    xte = read_idx_gz(FASHION / "t10k-images-idx3-ubyte.gz")
+    yte = read_idx_gz(FASHION / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(FASHION_SEED)
+    idx = {"train": [], "val": [], "test": []}
+    ntr, nva, nte = FASHION_COUNTS["train"], FASHION_COUNTS["val"], FASHION_COUNTS["test"]
+    for c in range(10):
+        pool = rng.permutation(np.flatnonzero(ytr == c))
+        idx["train"].append(np.sort(pool[:ntr]))
+        idx["val"].append(np.sort(pool[ntr: ntr + nva]))
+        idx["test"].append(np.sort(rng.permutation(np.flatnonzero(yte == c))[:nte]))
+    arrays: dict[str, np.ndarray] = {}
+    for split in ("train", "val", "test"):
+        sel = np.sort(np.concatenate(idx[split]))  # original order, classes interleaved
+        xs, ys = (xte, yte) if split == "test" else (xtr, ytr)
+        arrays[f"x_{split}"] = xs[sel].astype(np.uint8)
+        arrays[f"y_{split}"] = ys[sel].astype(np.uint8)
+        arrays[f"index_{split}"] = sel.astype(np.int32)  # row in the original idx file
+    arrays["class_names"] = np.array(FASHION_CLASSES)
+    _write_npz(out_dir / "fashion_mnist.npz", arrays)
+    counts = {
+        name: {s: int((arrays[f"y_{s}"] == c).sum()) for s in ("train", "val", "test")}
+        for c, name in enumerate(FASHION_CLASSES)
+    }
+    print(f"  fashion_mnist: {FASHION_COUNTS} per class")
+    return counts
+
+
+def write_manifest(out_dir: Path) -> Path:
+    files = sorted(
+        p for p in out_dir.rglob("*")
+        if p.is_file() and (p.suffix in {".png", ".npz"})
+    )
+    lines = [f"{_sha256(p)}  {p.relative_to(out_dir).as_posix()}" for p in files]
+    manifest = out_dir / "MANIFEST.sha256"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def build(out_dir: Path) -> None:
+    for pkg, want in EXPECTED_VERSIONS.items():
+        have = package_version(pkg)
+        if have != want:
+            print(f"warning: {pkg} is {have or 'not installed'}, the manifest was made with {want}",
+                  file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print("clipart:")
+    build_clipart(out_dir)
+    print("fashion_mnist:")
+    build_fashion(out_dir)
+    m = write_manifest(out_dir)
+    print(f"wrote {m} ({len(m.read_text().splitlines())} files)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "datasets")
+    ap.add_argument("--check", action="store_true",
+                    help="rebuild into a temporary folder and compare with --out's manifest")
+    args = ap.parse_args(argv)
+    if not args.check:
+        build(args.out)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        build(Path(tmp))
+        new = (Path(tmp) / "MANIFEST.sha256").read_text()
+        old = (args.out / "MANIFEST.sha256").read_text()
+        if new == old:
+            print("OK: rebuild is identical to the committed manifest")
+            return 0
+        print("MISMATCH between rebuild and committed manifest", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
