@@ -251,9 +251,9 @@ def _keras_callback_base():
 class GuardRails(_keras_callback_base()):
     """Keras callback that checks, after the first training batch, that
 
-    * every weight marked trainable actually changed (if not, ``trainable`` was
-      changed after ``compile``: Keras silently trains the old set until you
-      compile again), and
+    * every weight marked trainable is one the optimizer updates (if not,
+      ``trainable`` was changed after ``compile``: Keras silently keeps
+      training the old set until you compile again), and
     * no BatchNorm moving statistics changed (if they did, BatchNorm runs in
       training mode and the pretrained statistics are being overwritten).
 
@@ -265,36 +265,32 @@ class GuardRails(_keras_callback_base()):
         super().__init__()
         self.strict = strict
         self.problems: list[str] = []
-        self._before: dict[str, np.ndarray] | None = None
         self._stats: dict[str, np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
-        self._before = {v.path: np.array(v.numpy()) for v in self.model.trainable_weights}
         self._stats = {v.path: np.array(v.numpy()) for v in self.model.non_trainable_weights
                        if "moving" in v.path}
         self.problems = []
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._before is None:
+        if self._stats is None:
             return
-        current = {v.path: v for v in self.model.trainable_weights}
-        stuck = [p for p, old in self._before.items()
-                 if p in current and np.array_equal(old, current[p].numpy())]
-        if stuck and len(stuck) == len(self._before):
-            self._report(f"none of the {len(stuck)} trainable weights changed in the first batch: "
-                         "was `trainable` changed after compile()? Call model.compile(...) again.")
-        elif stuck:
-            self._report(f"{len(stuck)} of {len(self._before)} trainable weights did not change in the "
-                         f"first batch (e.g. {stuck[0]}): `trainable` was probably changed after "
-                         "compile(); call model.compile(...) again so they train.")
+        optimizer = self.model.optimizer
+        known = getattr(optimizer, "_trainable_variables_indices", None)
+        if known is not None:  # the optimizer was built from the variables trainable at compile time
+            missing = [v.path for v in self.model.trainable_weights if optimizer._var_key(v) not in known]
+            if missing:
+                self._report(f"{len(missing)} of {len(self.model.trainable_weights)} trainable weights are "
+                             f"not being trained (e.g. {missing[0]}): `trainable` was changed after "
+                             "compile(). Call model.compile(...) again so that they train.")
         stats = {v.path: v for v in self.model.non_trainable_weights if "moving" in v.path}
-        drifted = [p for p, old in (self._stats or {}).items()
+        drifted = [p for p, old in self._stats.items()
                    if p in stats and not np.array_equal(old, stats[p].numpy())]
         if drifted:
             self._report(f"{len(drifted)} BatchNorm statistics changed (e.g. {drifted[0]}): BatchNorm is "
                          "running in training mode. Keep BatchNorm layers frozen, or call the base "
                          "with training=False.")
-        self._before = None  # check the first batch only: cheap
+        self._stats = None  # check the first batch only: cheap
 
     def _report(self, message: str) -> None:
         self.problems.append(message)

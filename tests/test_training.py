@@ -1,0 +1,158 @@
+"""Tests for tlcourse.training: caches, unfreezing by block, cut points, guard rails."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from tlcourse import training as T  # noqa: E402
+from tlcourse.backbones import backbone_blocks, load_backbone  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_backbone("efficientnet_lite0", image_size=64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (48, 64, 64, 3)).astype("float32")
+    y = np.arange(48) % 3
+    return T.FineTuneData(x[:24], y[:24], x[24:36], y[24:36], x[36:], y[36:], 3)
+
+
+def test_unfreeze_top_counts_blocks_and_keeps_batchnorm_frozen(base):
+    report = T.unfreeze_top(base, 3)
+    assert report.blocks == ["block_14", "block_15", "head"]
+    assert report.total_blocks == 18
+    trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
+    assert trainable and not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    assert report.trainable_params == T.count_params(base)["trainable"] == T.trainable_params_at_depth(base, 3)
+    assert "block_14" in str(report)
+
+
+def test_unfreeze_zero_is_feature_extraction_and_full_depth_is_everything(base):
+    assert T.unfreeze_top(base, 0).trainable_params == 0
+    assert base.trainable is False
+    full = T.unfreeze_top(base, 18)
+    bn_params = sum(int(np.prod(w.shape)) for layer in base.layers
+                    if isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights)
+    assert full.trainable_params + bn_params == base.count_params()
+    with_bn = T.unfreeze_top(base, 18, train_bn=True)
+    assert with_bn.batchnorm_frozen == 0 and with_bn.trainable_params > full.trainable_params
+    base.trainable = False
+
+
+@pytest.mark.parametrize("bad", [-1, 19, 100])
+def test_unfreeze_out_of_range_says_the_valid_range(base, bad):
+    with pytest.raises(ValueError, match=r"0 \(feature extraction\) to 18"):
+        T.unfreeze_top(base, bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", None, True])
+def test_unfreeze_rejects_non_integer_depth(base, bad):
+    with pytest.raises(TypeError, match="whole number"):
+        T.unfreeze_top(base, bad)
+
+
+@pytest.mark.parametrize("depth", [1, 4, 17, 18])
+def test_split_at_depth_reproduces_the_full_model(base, depth):
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    bottom, top = T.split_at_depth(base, depth)
+    full = np.asarray(base(x, training=False))
+    inner = x if bottom is None else bottom(x, training=False)
+    np.testing.assert_allclose(np.asarray(top(inner, training=False)), full, atol=1e-5)
+
+
+def test_extract_features_caches_in_memory_and_on_disk(base, tmp_path, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
+    x = np.random.default_rng(2).uniform(0, 255, (5, 64, 64, 3)).astype("float32")
+    first = T.extract_features(base, x)
+    files = list((tmp_path / "features").glob("*.npy"))
+    assert len(files) == 1
+    T._MEMORY_CACHE.clear()
+    np.testing.assert_array_equal(T.extract_features(base, x), first)  # from disk
+    x2 = x.copy()
+    x2[0, 0, 0, 0] += 1  # different images -> a different key, never a stale cache
+    T.extract_features(base, x2)
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+
+
+def test_extract_features_rejects_wrong_shape(base):
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        T.extract_features(base, np.zeros((64, 64, 3), "float32"))
+
+
+def _tiny_model():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, name="body")
+    bn = keras.layers.BatchNormalization(name="bn")
+    out = keras.layers.Dense(2, name="out")
+    model = keras.Model(inputs, out(bn(hidden(inputs))))
+    return model, hidden, bn
+
+
+def test_guard_rails_catch_trainable_changed_without_recompile():
+    keras.utils.set_random_seed(0)
+    model, hidden, bn = _tiny_model()
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = np.arange(64) % 2
+    hidden.trainable = False
+    bn.trainable = False
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    hidden.trainable = True  # the classic mistake: no compile() afterwards
+    guard = T.GuardRails()
+    with pytest.warns(UserWarning, match="compile"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[guard])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    guard = T.GuardRails()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[guard])
+    assert guard.problems == []
+
+
+def test_guard_rails_catch_batchnorm_in_training_mode():
+    keras.utils.set_random_seed(0)
+    model, _, _ = _tiny_model()  # BatchNorm trainable: it runs in training mode in fit
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+    guard = T.GuardRails(strict=True)
+    with pytest.raises(RuntimeError, match="BatchNorm"):
+        model.fit(x, np.arange(32) % 2, epochs=1, verbose=0, callbacks=[guard])
+
+
+def test_fine_tune_trains_only_the_chosen_blocks_and_leaves_the_base_alone(base, data):
+    before = [w.copy() for w in base.get_weights()]
+    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+    result = T.fine_tune(base, head, data, blocks=2, learning_rate=1e-3, epochs=2)
+    assert result.trained_blocks == ["block_15", "head"]
+    moved = {name for name, value in result.shift.items() if value > 0}
+    assert moved == {"block_15", "head"}
+    assert all(np.array_equal(a, b) for a, b in zip(before, base.get_weights()))
+    assert set(result.history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
+    assert 0.0 <= result.test_accuracy <= 1.0
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3, float("nan"), "fast"])
+def test_fine_tune_rejects_non_positive_learning_rate(base, data, lr):
+    with pytest.raises(ValueError, match="positive"):
+        T.fine_tune(base, None, data, blocks=1, learning_rate=lr)
+
+
+def test_fine_tune_is_deterministic(base, data):
+    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+    a = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=2, seed=3)
+    b = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=2, seed=3)
+    assert a.history == b.history
+
+
+def test_block_map_matches_unfreeze_order(base):
+    names = [b.name for b in backbone_blocks(base)]
+    assert names[0] == "stem" and names[-1] == "head" and names[1:-1] == [f"block_{i}" for i in range(16)]
