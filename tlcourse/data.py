@@ -1,0 +1,801 @@
+"""Datasets for the course: embedded offline data, your own folders, downloads.
+
+Three kinds of data, one result shape (:class:`Splits`):
+
+* **Embedded** (ship in ``datasets/``, no network): ``"clipart"`` (near domain,
+  7 classes of public-domain clip art, 128 px) and ``"fashion_mnist"`` (far
+  domain, 28 px grayscale clothes). Checked against ``datasets/MANIFEST.sha256``.
+* **Your own pictures**: :func:`load_folder` (one subfolder per class); unreadable
+  files are skipped and named up front, never a crash mid-epoch.
+* **Downloads** (bigger, real datasets): ``"eurosat"`` (satellite) and
+  ``"pneumoniamnist"`` (chest X-rays), fetched once with :func:`download_dataset`
+  into the course cache (``TLCOURSE_CACHE`` moves it) and hash-verified.
+
+Images always come out as float32 in 0..255, RGB, ``(image_size, image_size, 3)``;
+labels as int32. Every model in the course does its own preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tlcourse.config import cache_dir, datasets_dir
+
+__all__ = [
+    "Splits",
+    "DatasetIntegrityError",
+    "DownloadError",
+    "EMBEDDED",
+    "REMOTE",
+    "RemoteFile",
+    "dataset_path",
+    "list_datasets",
+    "load_dataset",
+    "load_folder",
+    "verify_datasets",
+    "download_dataset",
+    "prefetch",
+    "augmentation",
+    "augment",
+]
+
+MANIFEST = "MANIFEST.sha256"
+#: Embedded datasets: name -> path relative to ``datasets/``.
+EMBEDDED: dict[str, str] = {"clipart": "clipart", "fashion_mnist": "fashion_mnist.npz"}
+#: Environment variable that replaces the base URL of every download
+#: (``$TLCOURSE_DATASETS_URL/<filename>``): a mirror, or a local test server.
+URL_ENV = "TLCOURSE_DATASETS_URL"
+_REBUILD = "python tools/build_datasets.py"
+
+
+class DatasetIntegrityError(RuntimeError):
+    """An embedded dataset file is missing or differs from the manifest."""
+
+
+class DownloadError(RuntimeError):
+    """A dataset could not be downloaded (offline, interrupted, wrong hash)."""
+
+
+@dataclasses.dataclass
+class Splits:
+    """Train / validation / test data plus the class names.
+
+    Each split is a batched ``tf.data.Dataset`` of ``(images, labels)`` or, with
+    ``as_numpy=True``, an ``(x, y)`` tuple of numpy arrays. ``test`` is ``None``
+    when there is no test split (:func:`load_folder` without ``test_fraction``).
+    ``skipped`` lists files that could not be read (:func:`load_folder` only),
+    ``counts`` the number of images per split.
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    class_names: list[str]
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+
+# ---------------------------------------------------------------- registry
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable dataset file: where it lives and how to check it."""
+
+    filename: str
+    url: str
+    known_hash: str  # "sha256:..." or "md5:..." (pooch syntax)
+    size: int | None  # bytes when published, else None
+    approx_mb: float  # for messages
+    licence: str
+    homepage: str
+    description: str = ""
+
+
+REMOTE: dict[str, RemoteFile] = {
+    "eurosat": RemoteFile(
+        filename="EuroSAT.zip",
+        # The URL and sha256 published in TensorFlow Datasets
+        # (tensorflow_datasets/url_checksums/eurosat.txt).
+        url="http://madm.dfki.de/files/sentinel/EuroSAT.zip",
+        known_hash="sha256:8ebea626349354c5328b142b96d0430e647051f26efc2dc974c843f25ecf70bd",
+        size=94_280_567,
+        approx_mb=94,
+        licence="MIT",
+        homepage="https://github.com/phelber/EuroSAT",
+        description="EuroSAT RGB: 27,000 Sentinel-2 patches, 64x64, 10 land-use classes",
+    ),
+    "pneumoniamnist": RemoteFile(
+        filename="pneumoniamnist.npz",
+        # MedMNIST v2/v3 on Zenodo (record 10519652); MD5 from the authors' medmnist INFO.
+        url="https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1",
+        known_hash="md5:28209eda62fecd6e6a2d98b1501bb15f",
+        size=None,  # not published next to the MD5
+        approx_mb=4,
+        licence="CC BY 4.0",
+        homepage="https://medmnist.com/",
+        description="PneumoniaMNIST: 5,856 chest X-rays, 28x28 grayscale, normal vs pneumonia",
+    ),
+}
+
+EUROSAT_CLASSES = [
+    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
+    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
+]
+PNEUMONIA_CLASSES = ["normal", "pneumonia"]
+
+
+# ------------------------------------------------------------------ paths
+def list_datasets() -> dict[str, str]:
+    """Names of the datasets :func:`load_dataset` knows, with a short description."""
+    out = {
+        "clipart": "embedded: 7 classes of public-domain clip art (near domain), 128 px",
+        "fashion_mnist": "embedded: Fashion-MNIST subset, 10 classes, 28 px grayscale (far domain)",
+    }
+    for name, rf in REMOTE.items():
+        out[name] = f"download (~{rf.approx_mb:.0f} MB, {rf.licence}): {rf.description}"
+    return out
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+
+
+def dataset_path(name: str) -> Path:
+    """The folder (``clipart``) or file (``fashion_mnist.npz``) of an embedded dataset.
+
+    For a download (``eurosat``, ``pneumoniamnist``) it is the cached file's path,
+    which may not exist yet (see :func:`download_dataset`).
+    """
+    if name in EMBEDDED:
+        return datasets_dir() / EMBEDDED[name]
+    if name in REMOTE:
+        return cache_dir("datasets") / REMOTE[name].filename
+    raise _unknown(name)
+
+
+# -------------------------------------------------------------- integrity
+def _read_manifest() -> dict[str, str]:
+    path = datasets_dir() / MANIFEST
+    if not path.exists():
+        raise DatasetIntegrityError(
+            f"{path} is missing. Restore it with `git checkout datasets/` "
+            f"(or rebuild with `{_REBUILD}`)."
+        )
+    entries: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            entries[rel.strip()] = digest
+    return entries
+
+
+def _manifest_files(name: str) -> dict[str, str]:
+    prefix = EMBEDDED[name]
+    return {
+        rel: h for rel, h in _read_manifest().items()
+        if rel == prefix or rel.startswith(prefix + "/")
+    }
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp_path(name: str) -> Path:
+    root = str(datasets_dir().resolve())
+    tag = hashlib.sha256(root.encode()).hexdigest()[:12]
+    return cache_dir("datasets") / f"verified-{name}-{tag}.json"
+
+
+def _verify(name: str) -> None:
+    """Check an embedded dataset against the manifest (hashes only when files changed).
+
+    The result is remembered in a stamp file under the cache (file sizes and
+    mtimes plus the manifest's own hash), so only the first call reads every byte.
+    Never modifies the data.
+    """
+    root = datasets_dir()
+    files = _manifest_files(name)
+    if not files:
+        raise DatasetIntegrityError(
+            f"{root / MANIFEST} lists no files for {name!r}; restore it with "
+            "`git checkout datasets/`."
+        )
+    stats: dict[str, list[int]] = {}
+    missing = []
+    for rel in files:
+        try:
+            st = (root / rel).stat()
+            stats[rel] = [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            missing.append(rel)
+    manifest_hash = _file_sha256(root / MANIFEST)
+    stamp = {"manifest": manifest_hash, "files": stats}
+    stamp_file = _stamp_path(name)
+    if not missing:
+        try:
+            if json.loads(stamp_file.read_text()) == stamp:
+                return
+        except (OSError, ValueError):
+            pass
+    bad = [rel for rel in files if rel not in missing and _file_sha256(root / rel) != files[rel]]
+    if missing or bad:
+        lines = [f"  missing: {r}" for r in missing[:10]] + [f"  changed: {r}" for r in bad[:10]]
+        more = len(missing) + len(bad) - len(lines)
+        if more > 0:
+            lines.append(f"  ... and {more} more")
+        raise DatasetIntegrityError(
+            f"dataset {name!r} in {root} does not match {MANIFEST}:\n" + "\n".join(lines)
+            + "\nThe course never modifies these files. Restore them with "
+            "`git checkout datasets/` (or rebuild with "
+            f"`{_REBUILD}`), or pass verify=False to load anyway."
+        )
+    tmp = stamp_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stamp))
+    os.replace(tmp, stamp_file)
+
+
+def verify_datasets(names: Iterable[str] | None = None) -> dict[str, bool]:
+    """Check embedded datasets against the manifest; raise on a mismatch."""
+    out = {}
+    for name in names or EMBEDDED:
+        if name not in EMBEDDED:
+            raise _unknown(name)
+        _verify(name)
+        out[name] = True
+    return out
+
+
+# ----------------------------------------------------------- raw arrays
+# Every loader below returns native-resolution uint8 arrays:
+#   {"train": (x, y), "val": (x, y), "test": (x, y)}, class_names
+# x is (N, H, W, 3) or (N, H, W) for grayscale; y is int32.
+_Raw = tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_clipart(root: str, mtime: float = 0.0) -> _Raw:
+    from PIL import Image
+
+    files = sorted(_manifest_files_for_root(Path(root)))
+    class_names = sorted({Path(f).parts[2] for f in files})
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in ("train", "val", "test"):
+        sel = [f for f in files if Path(f).parts[1] == split]
+        xs = np.empty((len(sel), 128, 128, 3), np.uint8)
+        ys = np.empty((len(sel),), np.int32)
+        for i, rel in enumerate(sel):
+            with Image.open(Path(root).parent / rel) as im:
+                xs[i] = np.asarray(im.convert("RGB"))
+            ys[i] = class_names.index(Path(rel).parts[2])
+        splits[split] = (xs, ys)
+    return splits, class_names
+
+
+def _manifest_files_for_root(root: Path) -> list[str]:
+    """PNG paths (relative to ``datasets/``) listed in the manifest for clipart.
+
+    Loading from the manifest (not a glob) ignores stray files such as
+    ``.ipynb_checkpoints`` or ``.DS_Store``.
+    """
+    manifest = root.parent / MANIFEST
+    if manifest.exists():
+        rels = [ln.split(maxsplit=1)[1].strip() for ln in manifest.read_text().splitlines() if ln.strip()]
+        rels = [r for r in rels if r.startswith("clipart/") and r.endswith(".png")]
+        if rels:
+            return rels
+    return [p.relative_to(root.parent).as_posix() for p in root.glob("*/*/*.png")]
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_npz_fashion(path: str, mtime: float) -> _Raw:
+    with np.load(path, allow_pickle=False) as z:
+        splits = {s: (z[f"x_{s}"], z[f"y_{s}"].astype(np.int32)) for s in ("train", "val", "test")}
+        names = [str(c) for c in z["class_names"]]
+    return splits, names
+
+
+@functools.lru_cache(maxsize=4)
+def _raw_pneumonia(path: str, mtime: float) -> _Raw:
+    with np.load(path, allow_pickle=False) as z:
+        splits = {
+            s: (z[f"{s}_images"], z[f"{s}_labels"].reshape(-1).astype(np.int32))
+            for s in ("train", "val", "test")
+        }
+    return splits, list(PNEUMONIA_CLASSES)
+
+
+@functools.lru_cache(maxsize=2)
+def _raw_eurosat(path: str, mtime: float) -> _Raw:
+    """Decode the EuroSAT zip (``2750/<Class>/<Class>_<n>.jpg``) into arrays.
+
+    The split is fixed (independent of the ``seed`` argument): per class,
+    100 validation and 200 test images chosen with seed 0, the rest train.
+    """
+    import io
+
+    from PIL import Image
+
+    xs, ys = [], []
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(n for n in zf.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png")))
+        for n in names:
+            cls = Path(n).parent.name
+            if cls not in EUROSAT_CLASSES:
+                continue
+            with Image.open(io.BytesIO(zf.read(n))) as im:
+                xs.append(np.asarray(im.convert("RGB").resize((64, 64))))
+            ys.append(EUROSAT_CLASSES.index(cls))
+    if not xs:
+        raise DownloadError(f"{path} holds no EuroSAT images (expected <Class>/<Class>_N.jpg)")
+    x = np.stack(xs)
+    y = np.asarray(ys, np.int32)
+    rng = np.random.default_rng(0)
+    split_of = np.zeros(len(y), np.int8)  # 0 train, 1 val, 2 test
+    for c in range(len(EUROSAT_CLASSES)):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val, n_test = min(100, len(idx) // 5), min(200, len(idx) // 5)
+        split_of[idx[:n_val]] = 1
+        split_of[idx[n_val:n_val + n_test]] = 2
+    splits = {s: (x[split_of == k], y[split_of == k]) for k, s in enumerate(("train", "val", "test"))}
+    return splits, list(EUROSAT_CLASSES)
+
+
+def _raw(name: str, verify: bool) -> _Raw:
+    if name in EMBEDDED:
+        path = dataset_path(name)
+        if verify:
+            _verify(name)
+        elif not path.exists():
+            raise FileNotFoundError(f"{path} is missing; restore it with `git checkout datasets/`")
+        if name == "clipart":
+            manifest = datasets_dir() / MANIFEST
+            return _raw_clipart(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
+        return _raw_npz_fashion(str(path), path.stat().st_mtime)
+    if name in REMOTE:
+        path = download_dataset(name)
+        loader = _raw_eurosat if name == "eurosat" else _raw_pneumonia
+        return loader(str(path), path.stat().st_mtime)
+    raise _unknown(name)
+
+
+# ------------------------------------------------------------ assembling
+def _check_size(image_size: Any) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise ValueError(f"image_size must be an int (pixels per side), got {image_size!r}")
+    if not 8 <= int(image_size) <= 1024:
+        raise ValueError(f"image_size must be between 8 and 1024, got {image_size}")
+    return int(image_size)
+
+
+def _subsample(x: np.ndarray, y: np.ndarray, per_class: int, seed: int,
+               class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got {per_class!r}")
+    counts = np.bincount(y, minlength=len(class_names))
+    if per_class > counts.min():
+        low = class_names[int(counts.argmin())]
+        raise ValueError(
+            f"per_class={per_class} is more than the training split holds: the maximum is "
+            f"{int(counts.min())} (class {low!r}); per class: "
+            + ", ".join(f"{c}={int(n)}" for c, n in zip(class_names, counts))
+        )
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([
+        rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(len(class_names))
+    ]))
+    return x[keep], y[keep]
+
+
+def _resize_batch(x, image_size: int):
+    """uint8 (N,H,W[,C]) tensor -> float32 (N, s, s, 3) in 0..255 (bilinear)."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank == 3:
+        x = x[..., tf.newaxis]
+    x = tf.cast(x, tf.float32)
+    h = x.shape[1]
+    if h != image_size:
+        x = tf.image.resize(x, (image_size, image_size), method="bilinear",
+                            antialias=bool(h and h > image_size))
+        x = tf.clip_by_value(x, 0.0, 255.0)
+    if x.shape[-1] == 1:
+        x = tf.repeat(x, 3, axis=-1)
+    return x
+
+
+def _to_numpy(x: np.ndarray, y: np.ndarray, image_size: int, chunk: int = 512):
+    n = len(x)
+    need = n * image_size * image_size * 3 * 4
+    if need > 3e9:
+        raise MemoryError(
+            f"as_numpy would need {need / 1e9:.1f} GB for {n} images at {image_size} px; "
+            "use per_class=..., a smaller image_size, or as_numpy=False (tf.data streams it)"
+        )
+    out = np.empty((n, image_size, image_size, 3), np.float32)
+    for i in range(0, n, chunk):
+        out[i:i + chunk] = _resize_batch(x[i:i + chunk], image_size).numpy()
+    return out, y.astype(np.int32)
+
+
+def _to_dataset(x: np.ndarray, y: np.ndarray, image_size: int, batch_size: int,
+                shuffle: bool, seed: int):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda a, b: (_resize_batch(a, image_size), b),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _assemble(raw: dict[str, tuple[np.ndarray, np.ndarray] | None], class_names: list[str],
+              image_size: int, batch_size: int, seed: int, as_numpy: bool,
+              skipped: list[str] | None = None) -> Splits:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    out: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for split in ("train", "val", "test"):
+        pair = raw.get(split)
+        if pair is None:
+            out[split] = None
+            continue
+        x, y = pair
+        counts[split] = int(len(x))
+        if as_numpy:
+            out[split] = _to_numpy(x, y, image_size)
+        else:
+            out[split] = _to_dataset(x, y, image_size, int(batch_size), split == "train", seed)
+    return Splits(out["train"], out["val"], out["test"], list(class_names),
+                  skipped=list(skipped or []), counts=counts)
+
+
+def load_dataset(
+    name: str,
+    image_size: int = 128,
+    batch_size: int = 32,
+    per_class: int | None = None,
+    seed: int = 0,
+    as_numpy: bool = False,
+    verify: bool = True,
+) -> Splits:
+    """Load a course dataset as train / val / test splits.
+
+    Args:
+        name: ``"clipart"``, ``"fashion_mnist"`` (embedded) or ``"eurosat"``,
+            ``"pneumoniamnist"`` (downloaded on first use); see :func:`list_datasets`.
+        image_size: side of the square images returned (bilinear resize).
+        batch_size: batch size of the ``tf.data`` splits.
+        per_class: keep only this many *training* images per class (chosen with
+            ``seed``), for data-efficiency experiments; val and test stay whole.
+        seed: drives the training shuffle and ``per_class``; val/test order is fixed.
+        as_numpy: return ``(x, y)`` numpy arrays instead of datasets
+            (x float32 0..255, NHWC RGB; y int32), handy to cache features.
+        verify: check embedded files against ``datasets/MANIFEST.sha256``
+            (cheap after the first call).
+
+    Returns:
+        :class:`Splits` with ``train``, ``val``, ``test``, ``class_names``.
+        Datasets yield ``(float32 images (B, s, s, 3) in 0..255, int32 labels)``;
+        the train split is reshuffled each epoch, deterministically for a seed.
+        Grayscale data (Fashion-MNIST, PneumoniaMNIST) is repeated to 3 channels.
+    """
+    if not isinstance(name, str) or name not in list_datasets():
+        raise _unknown(name)
+    image_size = _check_size(image_size)
+    splits, class_names = _raw(name, verify)
+    raw: dict[str, Any] = dict(splits)
+    if per_class is not None:
+        raw["train"] = _subsample(*splits["train"], per_class, seed, class_names)
+    return _assemble(raw, class_names, image_size, batch_size, seed, as_numpy)
+
+
+# ------------------------------------------------------------ user folders
+def _read_image(path: Path, image_size: int, crop_to_aspect_ratio: bool) -> np.ndarray:
+    """Decode one picture fully with PIL -> uint8 (s, s, 3). Raises on any problem."""
+    from PIL import Image, ImageOps
+
+    if path.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(path) as im:
+        im.draft("RGB", (image_size * 2, image_size * 2))  # JPEG: decode big files small
+        im.load()  # full decode now: truncated/corrupt files fail here, not mid-epoch
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            bg.alpha_composite(rgba)
+            im = bg
+        im = im.convert("RGB")
+        if crop_to_aspect_ratio:
+            im = ImageOps.fit(im, (image_size, image_size), Image.Resampling.BILINEAR)
+        else:
+            im = im.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def load_folder(
+    path: str | os.PathLike,
+    image_size: int = 128,
+    val_fraction: float = 0.2,
+    batch_size: int = 32,
+    seed: int = 0,
+    test_fraction: float = 0.0,
+    as_numpy: bool = False,
+    crop_to_aspect_ratio: bool = False,
+    warn: bool = True,
+) -> Splits:
+    """Load your own pictures: ``path/<class name>/<picture>``, one subfolder per class.
+
+    Every file is opened and fully decoded with PIL *before* anything is returned,
+    so a corrupt picture, a zero-byte file or a stray text file is skipped and
+    reported (a warning listing them, and ``result.skipped``), never a crash in the
+    middle of an epoch. Grayscale, palette and transparent pictures work
+    (transparency is composited on white); large pictures are scaled down.
+    Pictures are resized to ``image_size`` squares (squashed, like Keras'
+    ``image_dataset_from_directory``; ``crop_to_aspect_ratio=True`` centre-crops).
+    Hidden files and folders (``.ipynb_checkpoints``) are ignored.
+
+    The split is stratified and seeded: ``val_fraction`` of each class goes to
+    ``val`` (at least one picture when a class has two or more), ``test_fraction``
+    to ``test``; with the default ``test_fraction=0`` ``test`` is ``None``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        NotADirectoryError: ``path`` is a file.
+        ValueError: no class subfolders, a single class, or a class without
+            any readable picture.
+    """
+    root = Path(path).expanduser()
+    image_size = _check_size(image_size)
+    for nm, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= float(frac) < 1.0:
+            raise ValueError(f"{nm} must be in [0, 1), got {frac}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("val_fraction + test_fraction must be below 1")
+    if not root.exists():
+        raise FileNotFoundError(f"no such folder: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is a file; give the folder that holds one subfolder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    skipped: list[str] = [
+        f"{p.name}: not inside a class folder" for p in sorted(root.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    if not class_dirs:
+        raise ValueError(
+            f"{root} has no class subfolders: put each class's pictures in its own "
+            "subfolder, e.g. cats/*.jpg and dogs/*.jpg"
+        )
+    if len(class_dirs) < 2:
+        raise ValueError(
+            f"{root} has a single class ({class_dirs[0].name!r}); a classifier needs at "
+            "least two class subfolders"
+        )
+    class_names = [d.name for d in class_dirs]
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    empty = []
+    for c, d in enumerate(class_dirs):
+        n_before = len(images)
+        files = sorted(p for p in d.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+        for f in files:
+            try:
+                images.append(_read_image(f, image_size, crop_to_aspect_ratio))
+                labels.append(c)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                skipped.append(f"{f.relative_to(root)}: {reason[:120]}")
+        if len(images) == n_before:
+            empty.append(d.name)
+    if skipped and warn:
+        warnings.warn(
+            f"load_folder skipped {len(skipped)} file(s) it could not read:\n  "
+            + "\n  ".join(skipped), stacklevel=2,
+        )
+    if empty:
+        raise ValueError(f"no readable pictures in class folder(s): {', '.join(empty)} (under {root})")
+    x = np.stack(images)
+    y = np.asarray(labels, np.int32)
+    rng = np.random.default_rng(seed)
+    part = np.zeros(len(y), np.int8)
+    for c in range(len(class_names)):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n = len(idx)
+        n_val = int(round(n * val_fraction))
+        n_test = int(round(n * test_fraction))
+        if val_fraction > 0 and n >= 2:
+            n_val = max(1, n_val)
+        if test_fraction > 0 and n >= 3:
+            n_test = max(1, n_test)
+        n_val = min(n_val, max(0, n - 1))
+        n_test = min(n_test, max(0, n - 1 - n_val))
+        part[idx[:n_val]] = 1
+        part[idx[n_val:n_val + n_test]] = 2
+    raw: dict[str, Any] = {
+        "train": (x[part == 0], y[part == 0]),
+        "val": (x[part == 1], y[part == 1]),
+        "test": (x[part == 2], y[part == 2]) if test_fraction > 0 else None,
+    }
+    return _assemble(raw, class_names, image_size, batch_size, seed, as_numpy, skipped)
+
+
+# ---------------------------------------------------------------- downloads
+def _url_for(rf: RemoteFile, base_url: str | None) -> str:
+    base = base_url or os.environ.get(URL_ENV)
+    return f"{base.rstrip('/')}/{rf.filename}" if base else rf.url
+
+
+def _hash_ok(path: Path, known_hash: str) -> bool:
+    import pooch
+
+    return pooch.file_hash(str(path), alg=known_hash.split(":", 1)[0]) == known_hash.split(":", 1)[1]
+
+
+def _set_aside(path: Path) -> Path:
+    bad = path.with_name(path.name + ".corrupt")
+    os.replace(path, bad)
+    return bad
+
+
+class _SetAsideDownloader:
+    """Wrap a pooch downloader: keep a copy of a download whose hash is wrong.
+
+    pooch downloads into a temporary file in the cache folder, checks the hash,
+    then renames it into place; on a mismatch it deletes the temporary file and
+    raises ``ValueError``. This wrapper copies the bad bytes to
+    ``<name>.corrupt`` first, so they can be inspected (they are never used).
+    """
+
+    def __init__(self, inner, known_hash: str, target: Path):
+        self.inner, self.known_hash, self.target = inner, known_hash, target
+
+    def __call__(self, url, output_file, pooch_obj, check_only=False):
+        self.inner(url, output_file, pooch_obj)
+        if not _hash_ok(Path(output_file), self.known_hash):
+            shutil.copyfile(output_file, self.target.with_name(self.target.name + ".corrupt"))
+
+
+def _manual_help(name: str, rf: RemoteFile, url: str, dest: Path) -> str:
+    return (
+        f"To fetch it by hand: download {url}\n  (or {rf.url}) and save it as {dest}\n"
+        f"  then check it: it must have {rf.known_hash}. Or run `python -m tlcourse prefetch {name}` "
+        f"on a machine with internet and copy {dest.parent} over (set TLCOURSE_CACHE to move the cache)."
+    )
+
+
+def download_dataset(
+    name: str,
+    cache: str | os.PathLike | None = None,
+    progress: bool = True,
+    base_url: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download a dataset file once into the cache and return its path.
+
+    Built on ``pooch.retrieve``: it streams into a temporary file in the cache
+    folder and renames it into place only after the hash matched, so an
+    interrupted download never becomes the cached file (the next call simply
+    starts again). A file already cached with the right hash is used without any
+    network access. A cached file with a wrong hash is renamed ``*.corrupt`` and
+    downloaded again; a download with a wrong hash raises :class:`DownloadError`
+    and its bytes are kept as ``*.corrupt`` for inspection, never used.
+
+    Args:
+        name: ``"eurosat"`` or ``"pneumoniamnist"`` (see ``REMOTE``).
+        cache: folder for the file; default ``cache_dir("datasets")``
+            (``$TLCOURSE_CACHE/datasets``).
+        progress: show a tqdm progress bar.
+        base_url: fetch ``<base_url>/<filename>`` instead of the published URL
+            (a mirror or a local server); default ``$TLCOURSE_DATASETS_URL``.
+        timeout: seconds to wait for the server between bytes.
+    """
+    import pooch
+    import requests
+
+    if name not in REMOTE:
+        if name in EMBEDDED:
+            raise ValueError(f"{name!r} ships with the course in datasets/; nothing to download")
+        raise ValueError(f"unknown download {name!r}; known: {', '.join(REMOTE)}")
+    rf = REMOTE[name]
+    folder = Path(cache) if cache is not None else cache_dir("datasets")
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / rf.filename
+    url = _url_for(rf, base_url)
+    if dest.exists():
+        if _hash_ok(dest, rf.known_hash):
+            return dest
+        bad = _set_aside(dest)
+        warnings.warn(f"cached {dest.name} had the wrong hash; moved to {bad.name}, downloading again",
+                      stacklevel=2)
+    downloader = _SetAsideDownloader(
+        pooch.HTTPDownloader(progressbar=progress, timeout=timeout), rf.known_hash, dest
+    )
+    try:
+        out = pooch.retrieve(url, known_hash=rf.known_hash, fname=rf.filename, path=folder,
+                             downloader=downloader, progressbar=progress)
+    except ValueError as exc:  # pooch: hash mismatch (temporary file already deleted)
+        raise DownloadError(
+            f"{url} sent a file whose hash is not {rf.known_hash}; it was set aside as "
+            f"{dest.name}.corrupt and not used. The server may be serving a changed or "
+            f"truncated file.\n{_manual_help(name, rf, url, dest)}"
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        kind = ("the download was interrupted" if isinstance(
+            exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout))
+            else "could not connect (offline?)" if isinstance(exc, requests.exceptions.ConnectionError)
+            else "the download failed")
+        raise DownloadError(
+            f"{kind}: {url}\n  ({type(exc).__name__}: {str(exc)[:200]})\n"
+            f"  Nothing was cached at {dest}; calling again retries.\n{_manual_help(name, rf, url, dest)}"
+        ) from exc
+    return Path(out)
+
+
+def prefetch(names: Iterable[str] | None = None, progress: bool = True) -> dict[str, Path]:
+    """Download every (or the named) online dataset now; for ``python -m tlcourse prefetch``."""
+    return {n: download_dataset(n, progress=progress) for n in (names or REMOTE)}
+
+
+# ------------------------------------------------------------- augmentation
+def augmentation(seed: int = 0, flip: bool = True, rotation: float = 0.05,
+                 zoom: float = 0.1, translation: float = 0.05):
+    """A ``keras.Sequential`` of random preprocessing layers (active only in training).
+
+    Horizontal flip, rotation by up to ``rotation`` of a full turn (0.05 = 18
+    degrees), zoom and translation by up to the given fractions. Works on
+    0..255 or scaled images. Put it inside a model, or map it over a dataset
+    with :func:`augment`.
+    """
+    import keras
+
+    layers: list = []
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="nearest", seed=seed + 1))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="nearest", seed=seed + 2))
+    if translation:
+        layers.append(keras.layers.RandomTranslation(translation, translation,
+                                                     fill_mode="nearest", seed=seed + 3))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def augment(ds, seed: int = 0, layer=None):
+    """Map random augmentation over a ``(images, labels)`` dataset, fresh every epoch.
+
+    Call it *after* any ``.cache()``: ``ds.cache()`` stores whatever the pipeline
+    produced on the first epoch, so an augmentation placed before the cache is
+    frozen into it and every later epoch sees the same "random" images. After
+    the cache, the random layers run again each epoch.
+    """
+    import tensorflow as tf
+
+    aug = layer if layer is not None else augmentation(seed)
+    return ds.map(lambda x, y: (aug(x, training=True), y),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
