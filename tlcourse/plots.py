@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_image_grid"]
+__all__ = ["plot_image_grid", "plot_history", "plot_blocks", "plot_confusion", "plot_embedding",
+           "plot_weight_shift", "plot_heatmap", "pca_2d"]
 
 
 def _first_n(images: Any, labels: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -116,4 +117,172 @@ def plot_image_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- #
+# Training and model pictures (notebooks 01-03)
+# --------------------------------------------------------------------------- #
+_FROZEN = "#9ecae1"
+_TRAINABLE = "#fd8d3c"
+
+
+def _axes(ax, figsize):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def plot_history(histories: dict, metric: str = "accuracy", ax=None, title: str | None = None):
+    """Learning curves: training (dashed) and validation (solid) ``metric`` per epoch.
+
+    ``histories`` maps a label to a Keras ``History``, its ``.history`` dict,
+    or a :class:`~tlcourse.training.FineTuneResult`. Curves may start at an
+    epoch offset: pass ``(history, first_epoch)`` as the value.
+    Returns the figure.
+    """
+    fig, ax = _axes(ax, (6, 3.5))
+    colors = plt_colors()
+    for i, (label, value) in enumerate(histories.items()):
+        start = 0
+        if isinstance(value, tuple):
+            value, start = value
+        hist = getattr(value, "history", value)
+        color = colors[i % len(colors)]
+        val = hist.get(f"val_{metric}")
+        train = hist.get(metric)
+        if train is not None:
+            epochs = np.arange(start + 1, start + len(train) + 1)
+            ax.plot(epochs, train, "--", color=color, alpha=0.8, label=f"{label} (train)")
+        if val is not None:
+            epochs = np.arange(start + 1, start + len(val) + 1)
+            ax.plot(epochs, val, "-o", color=color, markersize=3, label=f"{label} (val)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plt_colors() -> list[str]:
+    """The matplotlib default colour cycle."""
+    import matplotlib.pyplot as plt
+
+    return plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def plot_blocks(base, ax=None, title: str | None = None):
+    """The backbone as a strip of blocks, coloured frozen (blue) or trainable (orange).
+
+    Each bar's height is the block's parameter count (log scale), so it shows
+    where the weights are: most sit in the top blocks. Returns the figure.
+    """
+    from matplotlib.patches import Patch
+
+    from .backbones import backbone_blocks
+
+    fig, ax = _axes(ax, (9, 2.8))
+    blocks = backbone_blocks(base)
+    sizes, colors, names = [], [], []
+    for block in blocks:
+        layers = [base.get_layer(n) for n in block.layers]
+        params = sum(int(np.prod(w.shape)) for layer in layers for w in layer.weights)
+        trainable = any(layer.trainable and layer.trainable_weights for layer in layers) and base.trainable
+        sizes.append(max(params, 1))
+        colors.append(_TRAINABLE if trainable else _FROZEN)
+        names.append(block.name.replace("block_", "b"))
+    x = np.arange(len(blocks))
+    ax.bar(x, sizes, color=colors, edgecolor="black", linewidth=0.5)
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, rotation=90, fontsize=8)
+    ax.set_ylabel("parameters")
+    ax.legend(handles=[Patch(color=_FROZEN, label="frozen"), Patch(color=_TRAINABLE, label="trainable")],
+              fontsize=8, loc="upper left")
+    ax.set_title(title or f"{base.name}: input on the left, output on the right")
+    return fig
+
+
+def plot_confusion(y_true, y_pred, class_names, ax=None, title: str | None = None):
+    """Confusion matrix (rows: true class, columns: predicted) with counts. Returns the figure."""
+    fig, ax = _axes(ax, (5, 4.5))
+    k = len(class_names)
+    cm = np.zeros((k, k), dtype=int)
+    for t, p in zip(np.asarray(y_true), np.asarray(y_pred)):
+        cm[int(t), int(p)] += 1
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}")
+    return fig
+
+
+def pca_2d(features: np.ndarray) -> np.ndarray:
+    """Project features onto their first two principal components (plain NumPy SVD)."""
+    f = np.asarray(features, dtype="float64").reshape(len(features), -1)
+    f = f - f.mean(axis=0)
+    _, _, vt = np.linalg.svd(f, full_matrices=False)
+    proj = f @ vt[:2].T
+    # fix the sign so the picture does not flip between runs
+    signs = np.sign(proj[np.abs(proj).argmax(axis=0), [0, 1]])
+    return proj * np.where(signs == 0, 1, signs)
+
+
+def plot_embedding(features, labels, class_names, ax=None, title: str | None = None):
+    """Scatter of features projected to 2-D with PCA, coloured by class. Returns the figure."""
+    fig, ax = _axes(ax, (5.5, 4.5))
+    proj = pca_2d(features)
+    colors = plt_colors()
+    for c, name in enumerate(class_names):
+        mask = np.asarray(labels) == c
+        ax.scatter(proj[mask, 0], proj[mask, 1], s=12, alpha=0.75, color=colors[c % len(colors)], label=name)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    ax.set_title(title or "features, first two principal components")
+    return fig
+
+
+def plot_weight_shift(shift: dict[str, float], ax=None, title: str | None = None):
+    """Bar chart of how far each block's weights moved in fine tuning ("forgetting meter")."""
+    fig, ax = _axes(ax, (9, 2.8))
+    names = [n.replace("block_", "b") for n in shift]
+    values = np.array(list(shift.values()))
+    ax.bar(range(len(values)), values * 100, color=[_TRAINABLE if v > 0 else _FROZEN for v in values],
+           edgecolor="black", linewidth=0.5)
+    ax.set_xticks(range(len(values)), names, rotation=90, fontsize=8)
+    ax.set_ylabel("weight change (%)")
+    ax.set_title(title or "forgetting meter: relative change of each block's weights")
+    return fig
+
+
+def plot_heatmap(values: np.ndarray, rows, cols, row_label: str, col_label: str, ax=None,
+                 title: str | None = None, fmt: str = "{:.2f}"):
+    """Annotated heatmap (for example test accuracy over depth x learning rate). Returns the figure."""
+    fig, ax = _axes(ax, (6, 4))
+    values = np.asarray(values, dtype=float)
+    im = ax.imshow(values, cmap="viridis", aspect="auto", vmin=np.nanmin(values), vmax=np.nanmax(values))
+    best = np.unravel_index(np.nanargmax(values), values.shape)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            weight = "bold" if (i, j) == best else "normal"
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9, weight=weight,
+                    color="black" if values[i, j] > np.nanmean(values) else "white")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    fig.colorbar(im, ax=ax)
+    if title:
+        ax.set_title(title)
     return fig

@@ -35,6 +35,7 @@ __all__ = [
     "UnfreezeReport",
     "split_at_depth",
     "GuardRails",
+    "EpochTimer",
     "make_head",
     "fine_tune",
     "FineTuneResult",
@@ -297,6 +298,26 @@ class GuardRails(_keras_callback_base()):
         if self.strict:
             raise RuntimeError(message)
         warnings.warn(message, stacklevel=2)
+
+
+class EpochTimer(_keras_callback_base()):
+    """Keras callback that records each epoch's wall-clock seconds in ``self.times``."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+    @property
+    def median(self) -> float:
+        """Median epoch time in seconds (robust to the slower first, tracing epoch)."""
+        return float(np.median(self.times)) if self.times else float("nan")
 
 
 # --------------------------------------------------------------------------- #
