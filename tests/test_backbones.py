@@ -418,13 +418,19 @@ def test_keras_weights_file_names():
         B.keras_weights_file("efficientnet_lite0")
 
 
-def test_cached_keras_weights_are_used_without_download(monkeypatch):
+@pytest.mark.parametrize("name,app,mode", [
+    ("mobilenet_v2", "MobileNetV2", "tf"),
+    ("vgg16", "VGG16", "caffe"),
+])
+def test_cached_keras_weights_are_used_without_download(name, app, mode, monkeypatch):
+    """A weights file already in $KERAS_HOME/models is loaded, with Keras's preprocessing."""
     from keras.src.legacy.saving import legacy_h5_format
     import h5py
 
-    src = keras.applications.MobileNetV2(include_top=False, weights=None,
-                                         input_shape=(96, 96, 3))
-    fname, _, _ = B.keras_weights_file("mobilenet_v2", 96)
+    size = 64 if name == "vgg16" else 96
+    src = getattr(keras.applications, app)(include_top=False, weights=None,
+                                           input_shape=(size, size, 3))
+    fname, _, _ = B.keras_weights_file(name, size)
     target = Path(os.environ["KERAS_HOME"]) / "models" / fname
     target.parent.mkdir(parents=True)
     with h5py.File(target, "w") as f:
@@ -434,11 +440,10 @@ def test_cached_keras_weights_are_used_without_download(monkeypatch):
         raise AssertionError("should not download a cached file")
 
     monkeypatch.setattr(keras.utils, "get_file", no_download)
-    model = B.load_backbone("mobilenet_v2", image_size=96)
-    np.testing.assert_array_equal(model.get_layer("Conv_1").get_weights()[0],
-                                  src.get_layer("Conv_1").get_weights()[0])
-    x = np.full((1, 96, 96, 3), 127.5, "float32")
-    np.testing.assert_allclose(model(x), src(np.zeros_like(x)), atol=1e-5)
+    model = B.load_backbone(name, image_size=size)
+    x = np.random.default_rng(2).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    expected = src(keras.applications.imagenet_utils.preprocess_input(x.copy(), mode=mode))
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-4, atol=1e-3)
 
 
 # --------------------------------------------------------------------------
@@ -495,3 +500,17 @@ def test_prepare_image_crop_and_alpha():
         B.prepare_image(np.zeros((10, 10, 2)))
     with pytest.raises(ValueError):
         B.prepare_image(img, crop=0)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
+def test_saved_and_reloaded_backbone_keeps_its_blocks(name, random_models, tmp_path):
+    """Built-in layers only: a .keras file reloads without custom objects."""
+    model = random_models(name) if name == "efficientnet_lite0" else \
+        B.load_backbone(name, image_size=32, weights=None)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    assert B.backbone_blocks(again) == B.backbone_blocks(model)
+    size = model.input.shape[1]
+    x = np.random.default_rng(3).uniform(0, 255, (1, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)

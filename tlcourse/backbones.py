@@ -14,7 +14,13 @@ on first use into ``$KERAS_HOME/models`` (default ``~/.keras/models``); see
 
 Every model returned by :func:`load_backbone` takes **float RGB images in
 0..255**, shape ``(image_size, image_size, 3)``, and does its own
-preprocessing in a layer named ``preprocess`` (part of no block).
+preprocessing in a layer named ``preprocess`` (part of no block): Lite0
+``(x - 127) / 128``; MobileNetV2 ``x / 127.5 - 1``; VGG16 and ResNet50 subtract
+the ImageNet mean (Keras "caffe" mode; its RGB->BGR swap is folded into the
+first convolution's kernel, which therefore takes RGB channels, unlike the
+kernel in Keras's weights file); EfficientNetB0 an identity (it normalises
+inside, in its stem). All are built-in Keras layers, so models save and load
+as ``.keras`` files without custom objects.
 
 Blocks (see :func:`backbone_blocks`):
 
@@ -486,33 +492,10 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
     return Path(path)
 
 
-def _caffe_layer_class():
-    import keras
-
-    @keras.saving.register_keras_serializable(package="tlcourse")
-    class CaffePreprocess(keras.layers.Layer):
-        """RGB 0..255 -> BGR minus the ImageNet mean (Keras "caffe" mode)."""
-
-        MEAN_BGR = (103.939, 116.779, 123.68)
-
-        def call(self, inputs):
-            x = keras.ops.flip(inputs, axis=-1)
-            return x - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype=x.dtype)
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-    return CaffePreprocess
-
-
-_caffe_cls = None
-
-
-def _caffe_preprocess(name: str):
-    global _caffe_cls
-    if _caffe_cls is None:
-        _caffe_cls = _caffe_layer_class()
-    return _caffe_cls(name=name)
+#: ImageNet mean, RGB order, of Keras's "caffe" preprocessing (it subtracts it in BGR order).
+_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+#: the first convolution of each "caffe" backbone (its kernel's input channels get flipped)
+_CAFFE_FIRST_CONV = {"vgg16": "block1_conv1", "resnet50": "conv1_conv"}
 
 
 def _build_keras_app(name: str, image_size: int, include_top: bool,
@@ -528,19 +511,26 @@ def _build_keras_app(name: str, image_size: int, include_top: bool,
     if name == "mobilenet_v2":
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
         app = keras.applications.MobileNetV2
-    elif name == "vgg16":
-        x = _caffe_preprocess("preprocess")(inputs)
-        app = keras.applications.VGG16
-    elif name == "resnet50":
-        x = _caffe_preprocess("preprocess")(inputs)
-        app = keras.applications.ResNet50
+    elif name in _CAFFE_FIRST_CONV:
+        # "caffe" mode is RGB->BGR then minus the BGR mean. A built-in layer does
+        # the mean (serialisable, no custom class); the RGB->BGR swap is folded
+        # into the first convolution's kernel below, so the model takes RGB.
+        x = layers.Rescaling(1.0, offset=[-m for m in _CAFFE_MEAN_RGB], name="preprocess")(inputs)
+        app = keras.applications.VGG16 if name == "vgg16" else keras.applications.ResNet50
     else:  # efficientnet_b0 normalises inside; identity for a uniform API
         x = layers.Identity(name="preprocess")(inputs)
         app = keras.applications.EfficientNetB0
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input_shape.*")
-        return app(include_top=include_top, weights=weights_path, input_tensor=x,
-                   input_shape=shape, pooling=pooling, name=name)
+        app_model = app(include_top=include_top, weights=weights_path, input_tensor=x,
+                        input_shape=shape, pooling=pooling, name=name)
+    if weights_path is not None and name in _CAFFE_FIRST_CONV:
+        conv = app_model.get_layer(_CAFFE_FIRST_CONV[name])
+        kernel, *rest = conv.get_weights()
+        conv.set_weights([kernel[:, :, ::-1, :], *rest])  # BGR-input kernel -> RGB input
+    # The application's inputs are a one-element list (from input_tensor); rewrap
+    # so that model(x) takes a plain tensor without a structure warning.
+    return keras.Model(inputs, app_model.outputs[0], name=name)
 
 
 # --------------------------------------------------------------------------
