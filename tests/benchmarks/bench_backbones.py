@@ -1,0 +1,78 @@
+"""Benchmark the default backbone: weight conversion, warm load, forward speed.
+
+Run by hand (not collected by pytest)::
+
+    python tests/benchmarks/bench_backbones.py [--sizes 96 128 160 224] [--batches 5]
+
+Prints: first-load conversion time (cold cache in a temp dir), warm load time,
+and forward images/second of EfficientNet-Lite0 (include_top=False) at each
+size, batch 32, with the course's 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 160, 224])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=5, help="timed batches per size")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="tlcourse_bench_")
+    os.environ["TLCOURSE_CACHE"] = tmp.name  # cold cache, before anything reads it
+
+    from tlcourse.config import setup_course
+
+    info = setup_course(threads=args.threads)
+    import numpy as np
+
+    from tlcourse import backbones as B
+
+    print(f"tensorflow {info['tensorflow']}, keras {info['keras']}, threads {info['threads']}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+
+    t0 = time.perf_counter()
+    B._load_lite0_arrays()
+    convert = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    B._load_lite0_arrays()
+    read = time.perf_counter() - t0
+    print(f"Lite0 weights: convert .pth -> cache (cold) {convert:.2f} s; "
+          f"read cache (warm) {read:.3f} s")
+
+    B.load_backbone(image_size=64, weights=None)  # pay Keras/TF start-up costs once
+    for label in ("cold", "warm"):
+        if label == "cold":
+            for f in (B._lite0_cache_paths()):
+                f.unlink()
+        t0 = time.perf_counter()
+        B.load_backbone(image_size=128)
+        print(f"load_backbone(image_size=128), {label} cache: {time.perf_counter() - t0:.2f} s")
+
+    rng = np.random.default_rng(0)
+    print(f"forward, include_top=False, batch {args.batch}, {args.batches} timed batches:")
+    for size in args.sizes:
+        model = B.load_backbone(image_size=size)
+        x = rng.uniform(0, 255, (args.batch, size, size, 3)).astype("float32")
+        model.predict_on_batch(x)  # build / trace
+        model.predict_on_batch(x)
+        t0 = time.perf_counter()
+        for _ in range(args.batches):
+            model.predict_on_batch(x)
+        dt = time.perf_counter() - t0
+        print(f"  {size:4d} px: {args.batch * args.batches / dt:7.1f} images/s "
+              f"({dt / args.batches * 1000:.0f} ms/batch)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
