@@ -418,32 +418,52 @@ def test_keras_weights_file_names():
         B.keras_weights_file("efficientnet_lite0")
 
 
-@pytest.mark.parametrize("name,app,mode", [
-    ("mobilenet_v2", "MobileNetV2", "tf"),
-    ("vgg16", "VGG16", "caffe"),
+@pytest.mark.parametrize("name,app,mode,first_conv", [
+    ("mobilenet_v2", "MobileNetV2", "tf", "Conv1"),
+    ("vgg16", "VGG16", "caffe", "block1_conv1"),
+    ("efficientnet_b0", "EfficientNetB0", None, "stem_conv"),
 ])
-def test_cached_keras_weights_are_used_without_download(name, app, mode, monkeypatch):
-    """A weights file already in $KERAS_HOME/models is loaded, with Keras's preprocessing."""
+def test_cached_keras_weights_are_used_without_download(name, app, mode, first_conv,
+                                                        monkeypatch):
+    """A weights file in $KERAS_HOME/models is used as Keras would (same outputs)."""
     from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.utils import file_utils
     import h5py
 
     size = 64 if name == "vgg16" else 96
     src = getattr(keras.applications, app)(include_top=False, weights=None,
                                            input_shape=(size, size, 3))
+    if name == "efficientnet_b0":  # like the real file: ImageNet mean, variance = stddev
+        norm = src.get_layer("normalization")
+        norm.set_weights([np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]),
+                          norm.get_weights()[2]])
     fname, _, _ = B.keras_weights_file(name, size)
     target = Path(os.environ["KERAS_HOME"]) / "models" / fname
     target.parent.mkdir(parents=True)
     with h5py.File(target, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, src)
+    # what Keras itself builds with weights="imagenet" from that file
+    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: str(target))
+    reference = getattr(keras.applications, app)(include_top=False, weights="imagenet",
+                                                 input_shape=(size, size, 3))
 
     def no_download(*a, **k):
         raise AssertionError("should not download a cached file")
 
     monkeypatch.setattr(keras.utils, "get_file", no_download)
+    monkeypatch.setattr(file_utils, "get_file", no_download)
     model = B.load_backbone(name, image_size=size)
     x = np.random.default_rng(2).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    expected = src(keras.applications.imagenet_utils.preprocess_input(x.copy(), mode=mode))
+    if mode is not None:
+        keras_in = keras.applications.imagenet_utils.preprocess_input(x.copy(), mode=mode)
+    else:
+        keras_in = x
+    expected = reference(keras_in)
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-4, atol=1e-3)
+    # the first convolution sees the same input (preprocessing matches Keras's)
+    ours = keras.Model(model.input, model.get_layer(first_conv).output)(x)
+    theirs = keras.Model(reference.input, reference.get_layer(first_conv).output)(keras_in)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-3)
 
 
 # --------------------------------------------------------------------------

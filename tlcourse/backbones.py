@@ -494,6 +494,8 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
 
 #: ImageNet mean, RGB order, of Keras's "caffe" preprocessing (it subtracts it in BGR order).
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+#: keras.applications.efficientnet.IMAGENET_STDDEV_RGB
+_EFFNET_STDDEV_RGB = (0.229, 0.224, 0.225)
 #: the first convolution of each "caffe" backbone (its kernel's input channels get flipped)
 _CAFFE_FIRST_CONV = {"vgg16": "block1_conv1", "resnet50": "conv1_conv"}
 
@@ -524,6 +526,17 @@ def _build_keras_app(name: str, image_size: int, include_top: bool,
         warnings.filterwarnings("ignore", message=".*input_shape.*")
         app_model = app(include_top=include_top, weights=weights_path, input_tensor=x,
                         input_shape=shape, pooling=pooling, name=name)
+    if weights_path is not None and name == "efficientnet_b0":
+        # keras.applications adds an extra Rescaling(1/sqrt(stddev)) after its
+        # Normalization layer only when weights == "imagenet" (keras issue
+        # tensorflow/tensorflow#49930); we pass a local file path, so fold the
+        # same factor into the Normalization variance: identical arithmetic.
+        norm = next(layer for layer in app_model.layers
+                    if isinstance(layer, layers.Normalization))
+        mean, variance, *rest = norm.get_weights()
+        norm.set_weights([mean, variance * np.asarray(_EFFNET_STDDEV_RGB, variance.dtype),
+                          *rest])
+        norm.finalize_state()
     if weights_path is not None and name in _CAFFE_FIRST_CONV:
         conv = app_model.get_layer(_CAFFE_FIRST_CONV[name])
         kernel, *rest = conv.get_weights()
