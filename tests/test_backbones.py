@@ -434,7 +434,7 @@ def test_cached_keras_weights_are_used_without_download(name, app, mode, first_c
     src = getattr(keras.applications, app)(include_top=False, weights=None,
                                            input_shape=(size, size, 3))
     if name == "efficientnet_b0":  # like the real file: ImageNet mean, variance = stddev
-        norm = src.get_layer("normalization")
+        norm = next(la for la in src.layers if isinstance(la, keras.layers.Normalization))
         norm.set_weights([np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]),
                           norm.get_weights()[2]])
     fname, _, _ = B.keras_weights_file(name, size)
