@@ -477,15 +477,19 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
     fname, url, md5 = keras_weights_file(name, image_size, include_top)
     home = _keras_home()
     target = home / "models" / fname
-    if target.is_file():
+    present = target.is_file()
+    if present and md5 is None:
         return target
+    # With a known md5, Keras checks a cached file and fetches it again only
+    # if the check fails (no network use for a good file).
     try:
         path = keras.utils.get_file(fname, origin=url, cache_subdir="models",
                                     cache_dir=str(home), file_hash=md5)
     except Exception as exc:  # noqa: BLE001 - urllib/HTTP/hash errors alike
         raise WeightsUnavailableError(
-            f"Could not download the ImageNet weights of {name}: the file {fname} is not "
-            f"in {target.parent} and fetching {url} failed ({type(exc).__name__}: {exc}). "
+            f"Could not download the ImageNet weights of {name}: the file {fname} is "
+            f"{'in ' + str(target.parent) + ' but fails its md5 check' if present else 'not in ' + str(target.parent)}"
+            f" and fetching {url} failed ({type(exc).__name__}: {exc}). "
             f"On a machine with internet access run `python -m tlcourse prefetch`, or "
             f"download {url} and put it at {target}, or use weights=None.",
             file_name=fname, url=url, directory=str(target.parent)) from exc
