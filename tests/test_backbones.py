@@ -408,6 +408,15 @@ def test_offline_keras_app_gives_a_clear_error(tmp_path):
     assert not (models_dir / fname).exists()
 
 
+def test_fetch_weights(session_cache):
+    path = B.fetch_weights("efficientnet_lite0")
+    assert path.parent == session_cache / "weights" and path.suffix == ".npz"
+    with pytest.raises(B.WeightsUnavailableError, match="prefetch"):
+        B.fetch_weights("resnet50")
+    with pytest.raises(ValueError, match="known backbones"):
+        B.fetch_weights("resnet18")
+
+
 def test_keras_weights_file_names():
     assert B.keras_weights_file("mobilenet_v2", 128)[0] == \
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5"

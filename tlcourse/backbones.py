@@ -69,6 +69,8 @@ __all__ = [
     "WeightsUnavailableError",
     "backbone_blocks",
     "decode_predictions",
+    "fetch_weights",
+    "imagenet_classes",
     "keras_weights_file",
     "list_backbones",
     "load_backbone",
@@ -494,6 +496,29 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
             f"download {url} and put it at {target}, or use weights=None.",
             file_name=fname, url=url, directory=str(target.parent)) from exc
     return Path(path)
+
+
+def fetch_weights(name: str = DEFAULT_BACKBONE, image_size: int = 224,
+                  include_top: bool = False) -> Path:
+    """Make sure a backbone's ImageNet weights are on disk; return their path.
+
+    For ``efficientnet_lite0`` this converts the packaged file into the cache
+    (no network). For the ``keras.applications`` backbones it downloads the
+    file into ``$KERAS_HOME/models`` unless it is already there (MobileNetV2
+    has one file per image size). Meant for ``python -m tlcourse prefetch``.
+
+    Raises:
+        ValueError: unknown name.
+        WeightsUnavailableError: the download failed (offline?).
+        WeightsIntegrityError: the Lite0 source file is corrupt.
+    """
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: "
+                         f"{', '.join(_BACKBONES)}")
+    if name == DEFAULT_BACKBONE:
+        _load_lite0_arrays()
+        return _lite0_cache_paths()[0]
+    return _fetch_keras_weights(name, int(image_size), bool(include_top))
 
 
 #: ImageNet mean, RGB order, of Keras's "caffe" preprocessing (it subtracts it in BGR order).
