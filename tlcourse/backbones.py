@@ -483,7 +483,9 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
     if present and md5 is None:
         return target
     # With a known md5, Keras checks a cached file and fetches it again only
-    # if the check fails (no network use for a good file).
+    # if the check fails (no network use for a good file). Keras falls back to
+    # /tmp/.keras when the cache folder does not exist yet, so create it first.
+    (home / "models").mkdir(parents=True, exist_ok=True)
     try:
         path = keras.utils.get_file(fname, origin=url, cache_subdir="models",
                                     cache_dir=str(home), file_hash=md5)
