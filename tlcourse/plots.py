@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["plot_image_grid", "plot_history", "plot_blocks", "plot_confusion", "plot_embedding",
-           "plot_weight_shift", "plot_heatmap", "pca_2d"]
+           "plot_weight_shift", "plot_heatmap", "pca_2d", "plot_comparison", "plot_cost"]
 
 
 def _first_n(images: Any, labels: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -285,4 +285,72 @@ def plot_heatmap(values: np.ndarray, rows, cols, row_label: str, col_label: str,
     fig.colorbar(im, ax=ax)
     if title:
         ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- #
+# The comparison (notebook 03)
+# --------------------------------------------------------------------------- #
+_METHOD_STYLE = {"feature_extraction": ("feature extraction", "#1f77b4", "o"),
+                 "fine_tuning": ("fine tuning", "#ff7f0e", "s"),
+                 "scratch": ("from scratch", "#2ca02c", "^")}
+
+
+def _grouped(records, dataset: str, value: str):
+    """{method: (x, mean, low, high)} over training-set sizes (x = labels per class)."""
+    out = {}
+    for method in _METHOD_STYLE:
+        rows = [r for r in records if r["dataset"] == dataset and r["method"] == method]
+        if not rows:
+            continue
+        sizes = sorted({r["n_train"] for r in rows})
+        x, mean, low, high = [], [], [], []
+        for n in sizes:
+            vals = np.array([r[value] for r in rows if r["n_train"] == n], dtype=float)
+            per_class = [r["per_class"] for r in rows if r["n_train"] == n][0]
+            x.append(per_class if per_class is not None else n / max(1, _num_classes(rows)))
+            mean.append(vals.mean())
+            low.append(vals.min())
+            high.append(vals.max())
+        out[method] = tuple(np.array(v) for v in (x, mean, low, high))
+    return out
+
+
+def _num_classes(rows) -> int:
+    sized = [r for r in rows if r["per_class"] is not None]
+    return int(round(sized[0]["n_train"] / sized[0]["per_class"])) if sized else 1
+
+
+def plot_comparison(records: list[dict], dataset: str, value: str = "test_accuracy", ax=None,
+                    title: str | None = None, ylabel: str | None = None):
+    """``value`` against labels per class for each method: mean with min-max bars over seeds."""
+    fig, ax = _axes(ax, (6, 4))
+    for method, (x, mean, low, high) in _grouped(records, dataset, value).items():
+        label, color, marker = _METHOD_STYLE[method]
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, marker=marker, capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels per class (log scale)")
+    ax.set_ylabel(ylabel or value.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or dataset)
+    return fig
+
+
+def plot_cost(records: list[dict], ax=None, title: str | None = None):
+    """Total time per run (log scale) against test accuracy, every run a point."""
+    fig, ax = _axes(ax, (6, 4))
+    markers = {"clipart": "o", "fashion_mnist": "x"}
+    for method, (label, color, _) in _METHOD_STYLE.items():
+        for dataset, marker in markers.items():
+            rows = [r for r in records if r["method"] == method and r["dataset"] == dataset]
+            if rows:
+                ax.scatter([r["total_seconds"] for r in rows], [r["test_accuracy"] for r in rows], color=color,
+                           marker=marker, alpha=0.7, label=f"{label}, {dataset}")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per run (training + share of the frozen pass)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "cost against accuracy")
     return fig

@@ -363,6 +363,7 @@ class FineTuneResult:
     trainable_params: int
     trained_blocks: list[str]
     shift: dict[str, float] = field(default_factory=dict)  # block -> relative weight change
+    model: object = field(default=None, repr=False)  # the trained model (on activations at the cut)
 
     def summary(self) -> str:
         """One line for a notebook: depth, learning rate, accuracies."""
@@ -411,7 +412,8 @@ def cut_activations(base, blocks: int, data: FineTuneData) -> tuple[np.ndarray, 
 
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
               epochs: int = 5, batch_size: int = 32, seed: int = 0, train_bn: bool = False,
-              guard: bool = True, activations: tuple | None = None) -> FineTuneResult:
+              guard: bool = True, activations: tuple | None = None,
+              evaluate_train: bool = True) -> FineTuneResult:
     """Fine-tune the top ``blocks`` blocks of ``base`` with a head, from cached activations.
 
     The stage-1 head (``head_weights``: ``[kernel, bias]`` of a dense layer
@@ -422,6 +424,7 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     ``train_bn=True`` lets BatchNorm run in training mode (the classic mistake,
     for demonstrations). ``activations`` may pass precomputed
     ``(train, val, test)`` activations at the cut (see :func:`cut_activations`).
+    ``evaluate_train=False`` skips measuring training accuracy afterwards.
     """
     import keras
 
@@ -471,8 +474,9 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     return FineTuneResult(
         blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
-        train_accuracy=_accuracy(model, acts[0], data.y_train),
+        train_accuracy=_accuracy(model, acts[0], data.y_train) if evaluate_train else float("nan"),
         val_accuracy=_accuracy(model, acts[1], data.y_val),
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
-        trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift)
+        trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
+        model=model)
