@@ -56,7 +56,7 @@ notebook_start = time.perf_counter()
 #   rate chosen on validation data. *From scratch*: a small CNN (3 conv layers, about 25 k weights).
 # * **Same data.** For each size and seed, every method trains on the same labelled images
 #   (drawn per class by the seed), and is tested on the same held-out test split.
-# * **Equal effort.** Every method gets the same number of optimizer steps (200, batch 32).
+# * **Equal effort.** Every method gets the same number of optimizer steps (150, batch 32).
 #   Fine tuning spends half on the head and half fine-tuning.
 # * **Image sizes.** The pretrained network sees 128 px clip art and 64 px Fashion-MNIST; the
 #   scratch CNN sees 32 px (near Fashion-MNIST's native 28, and what a small CNN can afford).
@@ -68,7 +68,7 @@ notebook_start = time.perf_counter()
 SETTINGS = {"clipart": dict(image_size=128, sizes=[5, 10, 20, None]),
             "fashion_mnist": dict(image_size=64, sizes=[5, 10, 20, 50, 500])}
 SEEDS = [0, 1, 2]
-STEPS = 200
+STEPS = 150
 for name, s in SETTINGS.items():
     splits = data.load_dataset(name, image_size=32, as_numpy=True)
     counts = np.bincount(splits.train[1])
@@ -98,7 +98,7 @@ for name, x in samples.items():
     probs = backbones.decode_predictions(classifier.predict(x, verbose=0), top=1)
     confidence[name] = float(np.mean([p[0][2] for p in probs]))
     print(f"{name:45s} mean top-1 ImageNet confidence {confidence[name]:.2f}")
-assert confidence["fashion_mnist"] < confidence["clipart"], "Fashion-MNIST should look less like ImageNet"
+assert max(confidence["clipart"], confidence["fashion_mnist"]) < confidence[next(iter(samples))]
 
 # %%
 fig, axes = plt.subplots(2, 1, figsize=(12, 3.6))
@@ -107,15 +107,24 @@ for ax, name in zip(axes, SETTINGS):
     ax.set_axis_off()
     ax.set_title(f"{name}: confidence {confidence[name]:.2f}", fontsize=9)
 
+# %% [markdown]
+# **A surprise.** By this measure Fashion-MNIST is *not* farther from ImageNet than clip art:
+# both are well below the photos, and the clothing gets the more confident guesses. ImageNet
+# has classes for jerseys, sweatshirts, sandals, running shoes and bags, so grey clothing is
+# near ImageNet in *content* and far only in *style* (28 px, grey, centred). Flat clip art is far
+# in style in another way. Keep this in mind when reading "far domain" below: it is far in look,
+# not in what is shown.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Choose fine tuning's settings on validation data
-# For each dataset: unfreeze 1, 2 or 4 blocks, learning rate 1e-4 or 1e-3, trained on the full
+# For each dataset: unfreeze 1 or 2 blocks (deeper cuts cost more than this notebook's time
+# budget; notebook 02 explores them), learning rate 1e-4 or 1e-3, trained on the full
 # training split, scored on **validation**. The best pair is used at every size below.
 
 # %%
 chosen = {}
 for name, s in SETTINGS.items():
-    best, table = experiments.select_fine_tuning(name, depths=(1, 2, 4), learning_rates=(1e-4, 1e-3),
+    best, table = experiments.select_fine_tuning(name, depths=(1, 2), learning_rates=(1e-4, 1e-3),
                                                  image_size=s["image_size"], steps=STEPS)
     chosen[name] = best
     print(name, " ".join(f"[{r['depth']} blocks, {r['learning_rate']:.0e}: {r['val_accuracy']:.3f}]"
@@ -224,29 +233,38 @@ print("fine tuning minus feature extraction at the largest size:", {k: round(v, 
 # the tests instead of leaving the text wrong.
 
 # %%
-assert transfer_gain["clipart"] > 0.25, "transfer should beat from-scratch by far at 5 labels per class"
-assert transfer_gain["fashion_mnist"] > 0.15, "transfer should beat from-scratch at 5 labels on Fashion-MNIST too"
-assert abs(ft_gain["clipart"]) < 0.06, "fine tuning vs feature extraction on clip art is no longer a near tie"
+sizes = {name: s["sizes"] for name, s in SETTINGS.items()}
+fe, ft, sc = ("feature_extraction", "fine_tuning", "scratch")
+assert transfer_gain["clipart"] > 0.2 and transfer_gain["fashion_mnist"] > 0.2, "transfer no longer wins at 5 labels"
+assert all(summary[n, sc, z][0] < summary[n, fe, z][0] - 0.15 for n in SETTINGS for z in sizes[n]), \
+    "from scratch came close somewhere: update the guide"
+assert all(summary[n, ft, z][0] > summary[n, fe, z][0] - 0.03 for n in SETTINGS for z in sizes[n]), \
+    "fine tuning is now clearly worse somewhere: update the guide"
+assert max(ft_gain.values()) < 0.1, "fine tuning now gains a lot: update the guide"
+assert ft_gain["fashion_mnist"] <= ft_gain["clipart"] + 0.02, "fine tuning now gains more on the far domain"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### What we measured, against the article
 #
 # | the article says | measured here | agree? |
 # |---|---|---|
-# | feature extraction works with **little data** | at 5 labels per class it beats the scratch CNN by a wide margin on both datasets (see `transfer_gain`) | **yes** |
-# | feature extraction **overfits less** | its train-test gap shrinks as data grows, but with few labels it is large (a head that fits 35 images perfectly); the scratch CNN has the smallest gap because it barely fits anything in 200 steps | **partly**: a small gap is not the same as a good model |
-# | feature extraction needs **less compute** | a head trains in about a second; fine tuning costs several times more per run (see the cost plot) | **yes** |
-# | fine tuning gives **better accuracy** | on clip art, near ImageNet and with at most ~32 labels per class, it is a tie with feature extraction | **not here**: too little data for the extra freedom to pay |
-# | fine tuning helps when the task is **different** / with **more data** | see the Fashion-MNIST panel at 500 labels per class and the `fine tuning minus feature extraction` line above | read the numbers above: this is where a gain, if any, shows |
-# | for a **very different task** transfer may not help; train from scratch | even on grey 28-pixel clothing, ImageNet features beat a scratch CNN at every size we tried under equal effort; a scratch CNN needs far more steps and data before it catches up | **no, not at these sizes** |
+# | feature extraction works with **little data** | at 5 labels per class it beats the scratch CNN by 0.2 to 0.4 in accuracy on both datasets | **yes** |
+# | feature extraction **overfits less** | with few labels its head fits the training images perfectly and the gap to test is large; the gap shrinks with data. The scratch CNN has the smallest gap because it barely fits anything in 150 steps | **partly**: fewer trainable weights did not prevent a large gap, and a small gap is not a good model |
+# | feature extraction needs **less compute** | a head trains in about a second; fine tuning costs several times more per run (cost plot, timing cell) | **yes** |
+# | fine tuning gives **better accuracy** | it is never clearly worse and usually slightly ahead, by at most a few points; at most sizes the lead is within the spread between seeds | **yes, but small** at these sizes |
+# | fine tuning pays off with **more data** | its lead is largest at the largest sizes (see `fine tuning minus feature extraction`) | **yes, mildly** |
+# | fine tuning pays off when the task is **different** | its lead on Fashion-MNIST is not larger than on clip art; and section 2 showed that Fashion-MNIST is not far from ImageNet in content | **not shown**: our "far" dataset is not far enough to test it |
+# | for a **very different task**, transfer may not help; train from scratch | ImageNet features beat the scratch CNN at every size, on both datasets, under equal effort; even with 5x the steps (Exercise 1) scratch stays behind | **no, not at these sizes** |
 #
 # **The guide, as our data supports it:**
-# 1. Always start with **feature extraction** on cached features: seconds to train, and the
-#    strongest method at small sizes on both datasets.
-# 2. Try **fine tuning** when you have hundreds of labels per class, and choose its depth and
-#    learning rate on validation data; expect a small gain, and check it against the seed spread.
-# 3. Train **from scratch** only with much more data (and compute) than here: at up to 500 labels
-#    per class and equal effort it lost everywhere, even on the far-domain dataset.
+# 1. Always start with **feature extraction** on cached features: seconds to train, and within
+#    a few points of the best method at every size we tried.
+# 2. Add **fine tuning** when a few points matter and you can afford several times the compute:
+#    choose its depth and learning rate on validation data, keep BatchNorm frozen, use a low
+#    learning rate, and check the gain against the spread between seeds.
+# 3. Train **from scratch** only with far more labelled data and compute than here: up to 500
+#    labels per class, it lost everywhere, even on the far-domain dataset.
+# 4. Judge "how different is my task" by measuring (section 2), not by how the pictures look.
 
 # %% tags=["nbval-ignore-output"]
 print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
@@ -254,22 +272,22 @@ print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# **Exercise 1.** Give the scratch CNN a fair chance on Fashion-MNIST: 10x the steps (2000) at
+# **Exercise 1.** Give the scratch CNN a fair chance on Fashion-MNIST: 5x the steps (750) at
 # 500 labels per class. Does it catch up with feature extraction?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-long = experiments.run_experiment(experiments.ExperimentConfig("fashion_mnist", "scratch", 500, 0, steps=2000,
+long = experiments.run_experiment(experiments.ExperimentConfig("fashion_mnist", "scratch", 500, 0, steps=750,
                                                                image_size=64))
-print(f"scratch, 2000 steps: test {long['test_accuracy']:.3f}; "
-      f"feature extraction, 200 steps: {summary['fashion_mnist', 'feature_extraction', 500][0]:.3f}")
+print(f"scratch, 750 steps: test {long['test_accuracy']:.3f}; "
+      f"feature extraction, 150 steps: {summary['fashion_mnist', 'feature_extraction', 500][0]:.3f}")
 
 # %% [markdown]
-# **Exercise 2.** Change the equal-effort rule: give every method 400 steps. Which conclusions
+# **Exercise 2.** Change the equal-effort rule: give every method 300 steps. Which conclusions
 # above change? (Run only the 20-labels-per-class column to keep it quick.)
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 for method in experiments.METHODS:
-    r = experiments.run_experiment(experiments.ExperimentConfig("clipart", method, 20, 0, steps=400,
+    r = experiments.run_experiment(experiments.ExperimentConfig("clipart", method, 20, 0, steps=300,
                                                                 depth=chosen["clipart"]["depth"],
                                                                 learning_rate=chosen["clipart"]["learning_rate"]))
     print(f"{method:18s} test {r['test_accuracy']:.3f}")

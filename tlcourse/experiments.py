@@ -40,7 +40,7 @@ class ExperimentConfig:
     method: str
     per_class: int | None = None
     seed: int = 0
-    steps: int = 200               # optimizer steps, the same for every method
+    steps: int = 150               # optimizer steps, the same for every method
     batch_size: int = 32
     image_size: int = 128          # what the pretrained backbone sees
     scratch_image_size: int = 32   # what the from-scratch CNN sees

@@ -1,0 +1,143 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,slideshow,jupyter,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 00 · Start here: check your set-up, and a map of the course
+#
+# **Learning goals.** After this notebook you
+# 1. know that your machine can run the whole course, offline;
+# 2. know what each notebook teaches and how long it takes;
+# 3. know how to use the sliders, and how to run the course in a classroom.
+#
+# **Run time:** about 20 seconds on a 2-core laptop CPU, offline.
+
+# %% [markdown]
+# ## Setup
+# Every notebook starts with this cell: it seeds everything and pins TensorFlow to 2 threads,
+# so a rerun prints the same numbers on any machine.
+
+# %% tags=["nbval-ignore-output"]
+import tlcourse
+
+print(tlcourse.setup_course(seed=0, threads=2))
+
+import numpy as np
+
+from tlcourse import backbones, data, doctor
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. Environment check
+# The same checks as `python -m tlcourse doctor` in a terminal: Python and package versions, the
+# widgets extension, the pretrained weights and their checksum, the datasets against their
+# manifest, CPU threads, GPU. Each problem comes with the command that fixes it.
+
+# %% tags=["nbval-ignore-output"]
+checks = doctor.run_checks()
+print(doctor.report(checks))
+
+# %%
+broken = [c.name for c in checks if c.status == doctor.FAIL]
+assert not broken, f"fix these before going on: {broken}"
+print("no check failed")
+
+# %% [markdown]
+# **Offline status.** Nothing below uses the network. The default network and both datasets are
+# on this disk (checked above); the optional extras (other Keras backbones, bigger datasets) are
+# listed as cached or not. Prepare a classroom without Wi-Fi with `python -m tlcourse prefetch`.
+#
+# **Do the widgets work?** Move the slider: the text should follow. If you see "Error
+# displaying widget" instead, see *Troubleshooting* in the README (usually: restart JupyterLab,
+# reload the page).
+
+# %% tags=["nbval-ignore-output"]
+import ipywidgets as w
+
+slider = w.IntSlider(value=3, min=0, max=18, description="blocks")
+echo = w.Label()
+slider.observe(lambda change: setattr(echo, "value", f"you chose {change['new']} blocks"), names="value")
+slider.value = 4
+w.HBox([slider, echo])
+
+# %%
+assert echo.value == "you chose 4 blocks"   # the slider's callback ran in the kernel
+print(echo.value)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. The pretrained network and the data are in place
+
+# %%
+classifier = backbones.load_backbone("efficientnet_lite0", image_size=224, include_top=True)
+from skimage import data as photos
+
+preds = backbones.decode_predictions(classifier.predict(backbones.prepare_image(photos.coffee(), 224)[None],
+                                                        verbose=0), top=1)
+print(f"EfficientNet-Lite0, {classifier.count_params():,} weights; the coffee photo is: "
+      f"{preds[0][0][1]} ({preds[0][0][2]:.2f})")
+for name, description in data.list_datasets().items():
+    print(f"dataset {name!r}: {description}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. The course map
+#
+# | notebook | what you do | time on a 2-core CPU |
+# |---|---|---|
+# | `00_start_here` | this check | < 1 min |
+# | `01_feature_extraction` | freeze a pretrained network, cache its features, train a head; BatchNorm; look inside with PCA | about 1-1.5 min |
+# | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 2.5 min |
+# | `03_comparison` | feature extraction vs fine tuning vs from scratch, 2 datasets, 5 sizes, 3 seeds, and a decision guide built from it | about 5-6 min |
+#
+# The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*; every
+# claim in it is measured somewhere in 01-03, and where our measurements disagree, the notebook
+# says so.
+#
+# ## 4. How to use the sliders (notebook 02)
+# * **unfreeze**: how many blocks, counted from the top, will train. 0 is feature extraction;
+#   the label shows the trainable weights as you move it.
+# * **learning rate**: a log-scale slider; 1e-4 is a safe start, 1e-2 shows the collapse.
+# * **epochs** and **Train**: each click is one seeded run from the same pretrained weights, so
+#   the same settings always give the same curve. Shallow depths answer in seconds (the frozen
+#   part is computed once and cached); deep ones take longer.
+#
+# ## 5. In a classroom
+# * Before class, on the lecture machine: `python -m tlcourse doctor`, then run the notebooks
+#   once (the caches make the second run faster).
+# * Students get copies without the exercise solutions: `python tools/make_student_copies.py`
+#   writes them to `student/`. The notebooks carry slide metadata: present them with the RISE
+#   extension for JupyterLab. See `INSTRUCTORS.md` for timings, talking points, and the
+#   questions learners ask.
+# * Offline room: run `python -m tlcourse prefetch --cache DIR --keras-home DIR` at home and copy
+#   the folder, or stay with the default network and datasets, which need nothing.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# **Exercise 1.** How many CPU threads does TensorFlow use in this course, and how many does your
+# machine have? Where is that set?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+import os
+
+import tensorflow as tf
+
+print("TensorFlow threads:", tf.config.threading.get_intra_op_parallelism_threads(),
+      "(set by tlcourse.setup_course(threads=2)); this machine has", os.cpu_count(), "cores")
+
+# %% [markdown]
+# **Exercise 2.** Where does the course keep its caches (converted weights, cached features)?
+# How would you move them to another disk?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+print(tlcourse.cache_dir(), "- set the TLCOURSE_CACHE environment variable to move it")
