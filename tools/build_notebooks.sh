@@ -12,7 +12,7 @@ for n in "${names[@]}"; do
   nb=${src%.py}.ipynb
   $PY -m jupytext --to ipynb --update "$src" -o "$nb" -q 2>/dev/null || $PY -m jupytext --to ipynb "$src" -o "$nb"
   start=$(date +%s)
-  $PY -m jupyter nbconvert --to notebook --execute --inplace "$nb" --ExecutePreprocessor.timeout=300
+  $PY -m jupyter nbconvert --to notebook --execute --inplace "$nb" --ExecutePreprocessor.timeout=900
   $PY tools/notebook_meta.py "$nb"
   echo "$nb executed in $(( $(date +%s) - start )) s"
 done
