@@ -48,7 +48,6 @@ BSD 3-Clause licence, Copyright (c) Soumith Chintala 2016; see
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import os
@@ -61,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcourse.config import cache_dir
+from tlcourse.config import cache_dir, sha256_file
 
 __all__ = [
     "Block",
@@ -292,12 +291,7 @@ def _lite0_source_path() -> Path:
     return Path(str(root / "models" / LITE0_FILE))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _torch_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tlcourse.config import cache_dir, datasets_dir
+from tlcourse.config import cache_dir, datasets_dir, sha256_file
 
 __all__ = [
     "Splits",
@@ -192,12 +192,7 @@ def _manifest_files(name: str) -> dict[str, str]:
     }
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_file_sha256 = sha256_file
 
 
 def _stamp_path(name: str) -> Path:

@@ -264,8 +264,6 @@ def run_experiment(config: ExperimentConfig) -> dict:
     frozen part once: its cost for all images times the share of images this
     run uses; 0 from scratch), ``total_seconds`` and ``trainable_params``.
     """
-    import keras
-
     cfg = config
     (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
     k = len(classes)

@@ -6,9 +6,7 @@ and by notebook 03); :class:`FineTunePanel` only wires ipywidgets to it.
 
 from __future__ import annotations
 
-import math
 
-import numpy as np
 
 from .training import FineTuneData, FineTuneResult, fine_tune, trainable_params_at_depth
 
