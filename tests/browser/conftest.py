@@ -1,0 +1,172 @@
+"""Fixtures for the real-browser tests: a throw-away JupyterLab server and a headless Chromium.
+
+Nothing here touches the network beyond 127.0.0.1, so the tests run under CI's
+``unshare -n`` (loopback only). Playwright's own browser download is never used:
+the browser is Debian's ``chromium-headless-shell`` (or ``TLCOURSE_CHROMIUM``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+
+CHROMIUM_CANDIDATES = [
+    "/usr/lib/chromium/chromium-headless-shell",  # Debian 12 package chromium-headless-shell
+    "/usr/bin/chromium-headless-shell",
+    "/usr/lib/chromium/chromium",
+    "/usr/bin/chromium",
+]
+
+# Chromium flags for a sandbox-less (root, container) run with only loopback:
+# no background traffic, no GPU, no first-run or sync, no proxy from the environment.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--no-proxy-server",
+    "--metrics-recording-only",
+    "--disable-breakpad",
+]
+
+# JupyterLab user settings for tests: render every cell (no windowing, so the panel is
+# in the DOM wherever it is), and no news / update checks (they would go online).
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "checkForUpdates": False, "fetchNews": "false"},
+}
+
+
+def chromium_path() -> str | None:
+    """The headless Chromium binary: ``TLCOURSE_CHROMIUM`` or a Debian path."""
+    env = os.environ.get("TLCOURSE_CHROMIUM")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    for path in CHROMIUM_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("chromium-headless-shell")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with opener.open(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"JupyterLab did not answer {url} in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright; skips if either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="python package 'playwright' is not installed")
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no headless Chromium: apt-get install chromium-headless-shell "
+                    "(or set TLCOURSE_CHROMIUM to a Chromium binary)")
+    profile = tempfile.mkdtemp(prefix="tlcourse-chromium-")
+    with sync_api.sync_playwright() as p:
+        # A persistent context is the way to give Chromium a fresh --user-data-dir.
+        context = p.chromium.launch_persistent_context(
+            profile, executable_path=exe, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000}, service_workers="block")
+        try:
+            yield context
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    """A token-less JupyterLab on 127.0.0.1 serving a temp copy of ``notebooks/``.
+
+    Yields ``(base_url, root_dir)``. The real notebooks are never opened, so
+    nothing the browser saves can reach the repository.
+    """
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "notebooks"
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = tmp / "user-settings"
+    for rel, value in LAB_SETTINGS.items():
+        path = settings / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    port = _free_port()
+    config = tmp / "jupyter_server_test_config.py"
+    config.write_text(
+        "from jupyterlab.galata import configure_jupyter_server\n"
+        "configure_jupyter_server(c)\n"
+        f"c.ServerApp.ip = '127.0.0.1'\n"
+        f"c.ServerApp.port = {port}\n"
+        f"c.ServerApp.root_dir = {str(root)!r}\n"
+        f"c.LabApp.workspaces_dir = {str(tmp / 'workspaces')!r}\n"
+        f"c.LabApp.user_settings_dir = {str(settings)!r}\n"
+        "c.LabApp.news_url = None\n"
+        "c.LabApp.check_for_updates_class = 'jupyterlab.NeverCheckForUpdate'\n"
+        "c.ServerApp.open_browser = False\n"
+        "c.ServerApp.allow_root = True\n"          # CI containers run as root
+        "c.LabApp.extension_manager = 'readonly'\n")  # no PyPI queries from the extension manager
+    env = dict(os.environ)  # TLCOURSE_CACHE, KERAS_HOME, MPLCONFIGDIR, TF_* are inherited
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    env["JUPYTER_CONFIG_DIR"] = str(tmp / "jupyter-config")   # ignore the user's own config
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp / "jupyter-runtime")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp / "workspaces")
+    env.pop("PYTEST_CURRENT_TEST", None)  # the kernel should behave as under a student's Jupyter
+    log = tmp / "jupyterlab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", f"--config={config}", "--no-browser"],
+                                cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(base_url + "/api/status", proc, log)
+        yield base_url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if os.environ.get("TLCOURSE_BROWSER_LOG"):
+            print(log.read_text()[-5000:])
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives JupyterLab in a headless Chromium (minutes)")
