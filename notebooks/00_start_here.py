@@ -127,7 +127,7 @@ for name, description in data.list_datasets().items():
 # **Exercise 1.** How many CPU threads does TensorFlow use in this course, and how many does your
 # machine have? Where is that set?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
 import os
 
 import tensorflow as tf
@@ -139,5 +139,5 @@ print("TensorFlow threads:", tf.config.threading.get_intra_op_parallelism_thread
 # **Exercise 2.** Where does the course keep its caches (converted weights, cached features)?
 # How would you move them to another disk?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
 print(tlcourse.cache_dir(), "- set the TLCOURSE_CACHE environment variable to move it")

@@ -283,7 +283,9 @@ panel
 panel.depth.value = 2
 panel.learning_rate.value = 3e-4
 panel.train_button.click()
-print(panel.params_label.value)
+import re
+
+print(re.sub("<[^>]+>", "", panel.params_label.value))
 print(panel.result.summary())
 assert panel.result.blocks == 2 and panel.error is None
 

@@ -33,8 +33,12 @@ def test_depth_slider_snaps_to_blocks_and_shows_trainable_params_live(lab):
     text_1 = panel.params_label.value
     panel.depth.value = 3
     assert panel.params_label.value != text_1
-    assert f"{lab.trainable_params(3) / 1e6:.2f} M" in panel.params_label.value
+    assert f"{lab.total_trainable_params(3) / 1e6:.2f} M" in panel.params_label.value
     assert "block_14" in panel.params_label.value and "head" in panel.params_label.value
+    panel.train_button.click()  # the label and the report count the same weights
+    assert panel.result.trainable_params == lab.total_trainable_params(3)
+    panel.depth.value = 1
+    assert "head … head" not in panel.params_label.value and "1 block of the base (head)" in panel.params_label.value
     panel.depth.value = 0
     assert "feature extraction" in panel.params_label.value
 

@@ -6,6 +6,8 @@ and by notebook 03); :class:`FineTunePanel` only wires ipywidgets to it.
 
 from __future__ import annotations
 
+import numpy as np
+
 
 
 from .training import FineTuneData, FineTuneResult, fine_tune, trainable_params_at_depth
@@ -39,6 +41,10 @@ class FineTuneLab:
     def trainable_params(self, depth: int) -> int:
         """Backbone parameters that would train at this depth (BatchNorm kept frozen)."""
         return trainable_params_at_depth(self.base, depth)
+
+    def total_trainable_params(self, depth: int) -> int:
+        """Everything that trains at this depth: the base's blocks plus the classifier."""
+        return self.trainable_params(depth) + sum(int(np.prod(w.shape)) for w in self.head_weights or [])
 
     def blocks_at_depth(self, depth: int) -> list[str]:
         """Names of the blocks that train at this depth, bottom to top."""
@@ -106,9 +112,13 @@ class FineTunePanel:
     def _on_depth(self, change=None) -> None:
         d = self.depth.value
         names = self.lab.blocks_at_depth(d)
-        where = "head only (feature extraction)" if d == 0 else f"{names[0]} … {names[-1]}"
-        self.params_label.value = (f"<b>{_params_text(self.lab.trainable_params(d))}</b> trainable "
-                                   f"params, {d} block{'s' if d != 1 else ''}: {where}")
+        if d == 0:
+            where = "feature extraction: only the classifier trains"
+        else:
+            span = names[0] if d == 1 else f"{names[0]} … {names[-1]}"
+            where = f"{d} block{'s' if d != 1 else ''} of the base ({span}) + the classifier"
+        self.params_label.value = (f"<b>{_params_text(self.lab.total_trainable_params(d))}</b> trainable "
+                                   f"params: {where}")
 
     def _on_train(self, button=None) -> None:
         self.train_button.disabled = True
@@ -138,7 +148,9 @@ class FineTunePanel:
             curves = {}
             if self.lab.baseline is not None:
                 curves["feature extraction"] = self.lab.baseline
-            curves[f"depth {r.blocks}, lr {r.learning_rate:.0e}"] = r.history
+            start = len(getattr(self.lab.baseline, "history", {}).get("val_accuracy", [])) \
+                if self.lab.baseline is not None else 0
+            curves[f"depth {r.blocks}, lr {r.learning_rate:.0e}"] = (r.history, start)
             plot_history(curves, ax=axes[0], title="validation accuracy")
             plot_weight_shift(r.shift or {b.name: 0.0 for b in self.lab.blocks}, ax=axes[1])
             fig.tight_layout()

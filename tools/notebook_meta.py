@@ -24,7 +24,8 @@ def normalise(path: str) -> None:
         slide.setdefault("slide_type", "-")
         if "solution" in meta.get("tags", []):
             meta.setdefault("jupyter", {})["source_hidden"] = True
-    keep = {k: nb["metadata"][k] for k in ("kernelspec", "jupytext") if k in nb["metadata"]}
+    # "widgets" holds the saved widget state, so a stored notebook shows its panels
+    keep = {k: nb["metadata"][k] for k in ("kernelspec", "jupytext", "widgets") if k in nb["metadata"]}
     keep["language_info"] = {"name": "python"}
     nb["metadata"] = keep
     with open(path, "w", encoding="utf-8") as f:

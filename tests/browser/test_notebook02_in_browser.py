@@ -172,13 +172,13 @@ def test_notebook02_panel_in_jupyterlab(lab_server, browser):
         # 2. The depth slider answers the keyboard, and the kernel answers the slider:
         #    the params label (computed in Python) follows the depth.
         label_2 = _text(ui["params"])
-        assert re.search(r"\b2 blocks:", label_2), label_2
+        assert re.search(r"\b2 blocks of the base", label_2), label_2
         _press_until(page, ui["depth_handle"], "ArrowRight", ui["depth_readout"], "3")
         label_3 = _wait(page, lambda: (t := _text(ui["params"])) != label_2 and t, 30,
                         "the params label to follow depth 3")
-        assert re.search(r"\b3 blocks:", label_3) and "trainable" in label_3, label_3
+        assert re.search(r"\b3 blocks of the base", label_3) and "trainable" in label_3, label_3
         _press_until(page, ui["depth_handle"], "ArrowLeft", ui["depth_readout"], "1")
-        label_1 = _wait(page, lambda: re.search(r"\b1 block:", t := _text(ui["params"])) and t, 30,
+        label_1 = _wait(page, lambda: re.search(r"\b1 block of the base", t := _text(ui["params"])) and t, 30,
                         "the params label to follow depth 1")
         n = {}
         for lbl in (label_1, label_3):
