@@ -1,0 +1,106 @@
+"""Benchmark for notebook 02: how long one Train click takes, and the cached cut's speed-up.
+
+Usage (repository root, course virtualenv):
+    .venv/bin/python tests/benchmarks/bench_notebook02.py [--depths 1 2 3 5 8] [--epochs 4] [--repeats 3]
+
+Prints, on notebook 02's data (clip art, 128 px, batch 32, 4 epochs, lr 1e-4):
+* the time of one click of the panel's Train button (``FineTuneLab.train``) at each depth:
+  the first click at a depth (which computes the activations at the cut) and the median of
+  the repeats (cut cached). Goal: median <= 15 s on 2 cores.
+* the same fine tuning done naively (the full model, images through all 18 blocks in every
+  step, as in notebook 02 section 2), built, compiled and fitted, side by side, and the ratio.
+  Goal: >= 4x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import types
+
+import tlcourse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 5, 8])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-depth", type=int, default=3)
+    args = parser.parse_args()
+
+    tlcourse.setup_course(seed=0, threads=2)
+    import keras
+    import numpy as np
+
+    from tlcourse import backbones, data, training, widgets
+
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
+    splits = data.load_dataset("clipart", image_size=128, as_numpy=True)
+    (xtr, ytr), (xva, yva), (xte, yte) = splits.train, splits.val, splits.test
+    k = len(splits.class_names)
+    base = backbones.load_backbone("efficientnet_lite0", image_size=128)
+    base.trainable = False
+    feats = [training.extract_features(base, x).mean(axis=(1, 2)) for x in (xtr, xva)]
+    keras.utils.set_random_seed(0)
+    head = keras.Sequential([keras.Input((1280,)), keras.layers.Dropout(0.2), keras.layers.Dense(k)])
+    head.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"])
+    head.fit(feats[0], ytr, validation_data=(feats[1], yva), epochs=40, verbose=0)
+    fdata = training.FineTuneData(xtr, ytr, xva, yva, xte, yte, k)
+    lab = widgets.FineTuneLab(base, head.layers[-1].get_weights(), fdata,
+                              baseline=types.SimpleNamespace(history={}, test_accuracy=0.0))
+
+    def naive_click(depth: int) -> float:
+        t0 = time.perf_counter()
+        pretrained = base.get_weights()
+        training.unfreeze_top(base, depth)
+        inputs = keras.Input((128, 128, 3))
+        dense = keras.layers.Dense(k)
+        out = dense(keras.layers.Dropout(0.2)(keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))))
+        model = keras.Model(inputs, out)
+        dense.set_weights(head.layers[-1].get_weights())
+        model.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(xtr, ytr, validation_data=(xva, yva), epochs=args.epochs, verbose=0)
+        model.evaluate(xte, yte, verbose=0)
+        seconds = time.perf_counter() - t0
+        base.set_weights(pretrained)
+        base.trainable = False
+        return seconds
+
+    print(f"\nTrain click, {args.epochs} epochs, lr 1e-4 (first click computes the cut; repeats reuse it)")
+    medians = {}
+    for depth in args.depths:
+        t0 = time.perf_counter()
+        lab.train(depth, 1e-4, args.epochs)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            lab.train(depth, 1e-4, args.epochs)
+            times.append(time.perf_counter() - t0)
+        medians[depth] = statistics.median(times)
+        print(f"  depth {depth:2d}: first click {first:5.1f} s, median of {args.repeats} repeats "
+              f"{medians[depth]:5.1f} s  (goal <= 15 s)")
+
+    d = args.naive_depth
+    cached, naive = [], []
+    for _ in range(args.repeats):  # interleaved, so machine noise hits both
+        t0 = time.perf_counter()
+        lab.train(d, 1e-4, args.epochs)
+        cached.append(time.perf_counter() - t0)
+        naive.append(naive_click(d))
+    c, n = statistics.median(cached), statistics.median(naive)
+    print(f"\ndepth {d}, side by side ({args.repeats} interleaved rounds):")
+    print(f"  cached cut (a Train click): {c:5.1f} s")
+    print(f"  naive, full forward pass:   {n:5.1f} s")
+    print(f"  ratio: {n / c:.1f}x  (goal >= 4x)")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    np.set_printoptions()
+
+
+if __name__ == "__main__":
+    main()
