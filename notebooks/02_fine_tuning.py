@@ -24,7 +24,7 @@
 #    pretrained features, BatchNorm in training mode, and a "fine-tune" that trains nothing;
 # 4. explore depth and learning rate with sliders that answer in seconds.
 #
-# **Run time:** about 2.5 minutes on a 2-core laptop CPU, offline.
+# **Run time:** about 2.5 to 3 minutes on a 2-core laptop CPU, offline.
 #
 # Same data and network as notebook 01: 7 classes of clip art, EfficientNet-Lite0 with ImageNet weights.
 

@@ -22,7 +22,7 @@
 # 2. read accuracy, overfitting and cost against the amount of labelled data;
 # 3. derive a decision guide from measurements, and say where it agrees with the usual advice.
 #
-# **Run time:** about 5 to 6 minutes on a 2-core laptop CPU, offline (every number below is
+# **Run time:** about 6 to 8 minutes on a 2-core laptop CPU, offline (every number below is
 # computed here by `tlcourse.experiments`; none is typed in).
 #
 # The article's guide: feature extraction wins with little data, a similar task and a small
