@@ -1,4 +1,7 @@
-"""Shared pytest set-up for the unit tests and the nbval notebook runs."""
+"""Shared pytest set-up for the unit tests (tests/) and the nbval notebook runs (notebooks/).
+
+It lives at the top level so that it applies to both folders.
+"""
 
 from __future__ import annotations
 
