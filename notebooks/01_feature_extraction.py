@@ -304,8 +304,9 @@ plots.plot_embedding(x_train.reshape(len(x_train), -1), y_train, class_names, ax
 fig = plots.plot_embedding(f_train, y_train, class_names, ax=axes[1], title="frozen Lite0 features (PCA)")
 
 # %% [markdown]
-# In pixel space the classes are mixed; in feature space they already form groups, even in
-# only two of 1280 dimensions. A single dense layer only has to draw straight boundaries
+# In pixel space the classes mostly overlap (only colour-driven groups such as desserts stand
+# out); in feature space they form loose groups (desserts, fruit, mammals), even in only two of
+# 1280 dimensions. A single dense layer only has to draw straight boundaries
 # between groups that the pretrained network has already pulled apart. The same dense layer on
 # raw pixels:
 
