@@ -33,7 +33,6 @@ def main() -> None:
 
     tlcourse.setup_course(seed=0, threads=2)
     import keras
-    import numpy as np
 
     from tlcourse import backbones, data, training, widgets
 
@@ -99,7 +98,6 @@ def main() -> None:
     print(f"  naive, full forward pass:   {n:5.1f} s")
     print(f"  ratio: {n / c:.1f}x  (goal >= 4x)")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    np.set_printoptions()
 
 
 if __name__ == "__main__":
