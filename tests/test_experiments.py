@@ -41,10 +41,13 @@ def test_every_method_sees_the_same_training_images():
     assert np.bincount(y[idx]).tolist() == [3, 3, 3, 3]
 
 
-def test_step_indices_are_whole_passes():
-    order = E.step_indices(10, steps=7, batch_size=4, seed=0)
-    assert len(order) % 10 == 0
-    assert np.bincount(order).tolist() == [len(order) // 10] * 10
+@pytest.mark.parametrize("n", [10, 28, 200])
+def test_step_indices_give_exactly_the_steps_and_balanced_passes(n):
+    order = E.step_indices(n, steps=7, batch_size=4, seed=0)
+    assert len(order) == 28  # equal effort: the same number of updates at every size
+    counts = np.bincount(order, minlength=n)
+    assert counts.max() - counts.min() <= 1
+    assert np.array_equal(order, E.step_indices(n, steps=7, batch_size=4, seed=0))
 
 
 def test_too_many_labels_per_class_is_a_clear_error():
@@ -61,10 +64,36 @@ def test_bad_configs_are_rejected(bad):
 
 
 def test_select_fine_tuning_uses_validation_only(monkeypatch):
+    seen = []
+    accuracy = E._accuracy
+    monkeypatch.setattr(E, "_accuracy", lambda model, x, y: seen.append(y) or accuracy(model, x, y))
     best, table = E.select_fine_tuning("clipart", depths=(1,), learning_rates=(1e-4, 1e-3),
                                        image_size=64, steps=4)
     assert len(table) == 2 and best in table
     assert set(best) == {"dataset", "depth", "learning_rate", "val_accuracy"}
+    _, (_, y_val), (_, y_test), _ = E._arrays("clipart", 64)
+    assert seen and all(y is y_val for y in seen), "selection must score on the validation split only"
+
+
+@pytest.mark.parametrize("method", E.METHODS)
+def test_a_reused_compiled_model_gives_the_same_result_as_a_fresh_one(method):
+    """Runs reuse compiled models (weights, optimizer and dropout seeds reset): no state may leak."""
+    cfg = E.ExperimentConfig("clipart", method, per_class=5, seed=3, **(TINY | dict(steps=6)))
+    def trained_weights():
+        models = [m[0] if isinstance(m, tuple) else m for m in E._MODELS.values()]
+        return {i: [w.copy() for w in m.get_weights()] for i, m in enumerate(models)}
+
+    E._MODELS.clear()
+    fresh = E.run_experiment(cfg)
+    w_fresh = trained_weights()
+    E.run_experiment(E.ExperimentConfig("clipart", method, per_class=5, seed=4, **(TINY | dict(steps=6))))
+    assert any(not np.array_equal(a, b) for i in w_fresh for a, b in zip(w_fresh[i], trained_weights()[i]))
+    again = E.run_experiment(cfg)
+    for key in ("train_accuracy", "test_accuracy", "trainable_params"):
+        assert again[key] == fresh[key], key
+    w_again = trained_weights()
+    for i in w_fresh:  # bit-identical trained weights: optimizer state and dropout seeds were reset
+        assert all(np.array_equal(a, b) for a, b in zip(w_fresh[i], w_again[i]))
 
 
 def test_summarize_groups_by_dataset_method_size():

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .training import FineTuneData, count_params, cut_activations, fine_tune
+from .training import FineTuneData, build_fine_tune_model, count_params, cut_activations
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_grid", "select_fine_tuning",
            "per_class_indices", "step_indices", "scratch_cnn", "METHODS", "MAX_DEPTH", "summarize"]
@@ -156,15 +156,19 @@ def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int) -> n
 
 
 def step_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
-    """Training order for about ``steps`` optimizer steps: whole shuffled passes over ``n`` examples.
+    """Training order for exactly ``steps`` optimizer steps of ``batch_size`` over ``n`` examples.
 
-    One long epoch instead of many short ones: the same updates as many epochs,
-    without Keras's per-epoch overhead (which dominates on 35 images). Whole
-    passes keep every example equally weighted.
+    Shuffled passes over the ``n`` examples, back to back, cut at
+    ``steps * batch_size``: every method gets the same number of updates
+    whatever the training-set size (the equal-effort rule), and no example is
+    seen more than once more than any other. One long epoch instead of many
+    short ones: the same updates, without Keras's per-epoch overhead (which
+    dominates on 35 images).
     """
-    passes = max(1, round(steps * batch_size / n))
+    total = steps * batch_size
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.permutation(n) for _ in range(passes)])
+    passes = -(-total // n)  # ceiling
+    return np.concatenate([rng.permutation(n) for _ in range(passes)])[:total]
 
 
 # --------------------------------------------------------------------------- #
@@ -188,28 +192,10 @@ def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int):
     return keras.Model(inputs, outputs, name="scratch_cnn")
 
 
-_SCRATCH: dict = {}
-
-
-def _scratch_model(input_shape, num_classes: int, seed: int):
-    """A compiled scratch CNN with fresh seeded weights and a fresh optimizer state.
-
-    The compiled model is reused between runs (re-tracing the training step
-    costs about a second per run); only its weights and optimizer are reset.
-    """
-    import keras
-
-    key = (tuple(input_shape), num_classes)
-    keras.utils.set_random_seed(seed)
-    fresh = scratch_cnn(input_shape, num_classes)
-    if key not in _SCRATCH:
-        _SCRATCH[key] = _compile(scratch_cnn(input_shape, num_classes), 1e-3)
-    model = _SCRATCH[key]
-    model.set_weights(fresh.get_weights())
-    for var in model.optimizer.variables:  # moments and step count; not the learning rate
-        if "learning_rate" not in var.path:
-            var.assign(np.zeros(var.shape, dtype=var.dtype))
-    return model
+#: Compiled models reused between runs, keyed by what fixes their graph. Tracing
+#: a Keras training step costs about a second per new model; resetting a
+#: compiled one (weights, optimizer state, dropout seeds) costs milliseconds.
+_MODELS: dict = {}
 
 
 def _compile(model, learning_rate: float):
@@ -220,13 +206,53 @@ def _compile(model, learning_rate: float):
     return model
 
 
-def _fit_head(features, labels, num_classes: int, cfg: ExperimentConfig, steps: int):
+def _restart(model, weights: list, seed: int):
+    """Give a reused compiled model a fresh start, as if built and compiled anew.
+
+    Sets ``weights``, zeroes the optimizer's moments and step count (not its
+    learning rate) and re-seeds every dropout layer from ``seed``.
+    """
+    import random
+
+    model.set_weights(weights)
+    for var in model.optimizer.variables:
+        if "learning_rate" not in var.path:
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
+    rng = random.Random(seed)
+    for var in model.variables:
+        if var.path.endswith("seed_generator_state"):
+            var.assign(np.array([rng.randint(1, 10**9), 0], dtype=var.dtype))
+    return model
+
+
+def _fresh(key, build, learning_rate: float, seed: int):
+    """A compiled model from ``build()`` with fresh weights drawn by ``seed``, reusing a compiled one."""
     import keras
 
-    keras.utils.set_random_seed(cfg.seed)
-    inputs = keras.Input(features.shape[1:])
-    model = _compile(keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Dropout(0.2)(inputs))),
-                     1e-3)
+    keras.utils.set_random_seed(seed)
+    fresh = build()
+    if key not in _MODELS:
+        _MODELS[key] = _compile(build(), learning_rate)
+    return _restart(_MODELS[key], fresh.get_weights(), seed)
+
+
+def _scratch_model(input_shape, num_classes: int, seed: int):
+    """The scratch CNN, compiled, with fresh seeded weights and optimizer state."""
+    return _fresh(("scratch", tuple(input_shape), num_classes),
+                  lambda: scratch_cnn(input_shape, num_classes), 1e-3, seed)
+
+
+def _head(input_dim: int, num_classes: int):
+    import keras
+
+    inputs = keras.Input((input_dim,))
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Dropout(0.2)(inputs)))
+
+
+def _fit_head(features, labels, num_classes: int, cfg: ExperimentConfig, steps: int):
+    """Dropout + dense head on pooled features, ``steps`` Adam steps at 1e-3 (seeded by ``cfg.seed``)."""
+    model = _fresh(("head", features.shape[1], num_classes), lambda: _head(features.shape[1], num_classes),
+                   1e-3, cfg.seed)
     order = step_indices(len(features), steps, cfg.batch_size, cfg.seed)
     model.fit(features[order], labels[order], epochs=1, batch_size=cfg.batch_size, shuffle=False, verbose=0)
     return model
@@ -237,22 +263,42 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
-def _fine_tune(cfg: ExperimentConfig, idx: np.ndarray, depth: int, learning_rate: float):
-    """Two stages on the training subset ``idx``: head (half the steps), then fine tuning (half)."""
+def _fine_tune_model(cfg: ExperimentConfig, depth: int, learning_rate: float, input_shape, num_classes: int):
+    """The compiled fine-tuning model for a (dataset, depth, learning rate), and its pretrained weights."""
+    key = ("fine_tune", cfg.dataset, cfg.backbone, cfg.image_size, depth, learning_rate, num_classes)
+    if key not in _MODELS:
+        model, _, _ = build_fine_tune_model(_base(cfg.backbone, cfg.image_size), depth, num_classes, input_shape)
+        _MODELS[key] = (_compile(model, learning_rate), model.get_weights())
+    return _MODELS[key]
+
+
+def _fine_tune(cfg: ExperimentConfig, idx: np.ndarray, depth: int, learning_rate: float,
+               evaluate=("train", "test")) -> dict:
+    """Two stages on the training subset ``idx``: head (half the steps), then fine tuning (half).
+
+    Returns the model, its training time (both stages) and its accuracy on the
+    splits named in ``evaluate`` (keys ``"train_accuracy"`` and so on).
+    """
     (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
-    (ftr, _, _), cost_features = _pooled_features(cfg)
-    acts, cost_cut = _cut(cfg, depth)
+    (ftr, _, _), _ = _pooled_features(cfg)
+    acts, _ = _cut(cfg, depth)
     half = max(1, cfg.steps // 2)
+    t0 = time.perf_counter()
     head = _fit_head(ftr[idx], ytr[idx], len(classes), cfg, half)
+    model, pretrained = _fine_tune_model(cfg, depth, learning_rate, acts[0].shape[1:], len(classes))
+    _restart(model, pretrained, cfg.seed + 1)
+    model.get_layer("logits").set_weights(head.layers[-1].get_weights())  # stage 2 starts from stage 1
     order = idx[step_indices(len(idx), half, cfg.batch_size, cfg.seed + 1)]
-    none = np.zeros((0,), "float32")  # images are not needed: their activations are passed in
-    data = FineTuneData(none, ytr[order], none, yva, none, yte, len(classes))
-    result = fine_tune(_base(cfg.backbone, cfg.image_size), head.layers[-1].get_weights(), data,
-                       blocks=depth, learning_rate=learning_rate, epochs=1, batch_size=cfg.batch_size,
-                       seed=cfg.seed, guard=False, activations=(acts[0][order], acts[1], acts[2]),
-                       evaluate_train=False)
-    result.train_accuracy = _accuracy(result.model, acts[0][idx], ytr[idx])
-    return result, cost_features + cost_cut
+    model.fit(acts[0][order], ytr[order], epochs=1, batch_size=cfg.batch_size, shuffle=False, verbose=0)
+    seconds = time.perf_counter() - t0
+    splits = {"train": (acts[0][idx], ytr[idx]), "val": (acts[1], yva), "test": (acts[2], yte)}
+    return {"model": model, "seconds": seconds,
+            **{f"{name}_accuracy": _accuracy(model, *splits[name]) for name in evaluate}}
+
+
+def _prep_cost(cfg: ExperimentConfig, depth: int) -> float:
+    """Seconds spent once computing the frozen parts a fine-tuning run at ``depth`` uses."""
+    return _pooled_features(cfg)[1] + _cut(cfg, depth)[1]
 
 
 def run_experiment(config: ExperimentConfig) -> dict:
@@ -280,13 +326,11 @@ def run_experiment(config: ExperimentConfig) -> dict:
         train_acc, test_acc = _accuracy(model, ftr[idx], ytr[idx]), _accuracy(model, fte, yte)
         params = count_params(model)["trainable"]
     elif cfg.method == "fine_tuning":
-        t0 = time.perf_counter()
-        result, cost = _fine_tune(cfg, idx, cfg.depth, cfg.learning_rate)
-        seconds = time.perf_counter() - t0
-        prep = cost * share
-        train_acc = result.train_accuracy
-        test_acc = result.test_accuracy
-        params = result.trainable_params
+        result = _fine_tune(cfg, idx, cfg.depth, cfg.learning_rate)
+        seconds = result["seconds"]
+        prep = _prep_cost(cfg, cfg.depth) * share
+        train_acc, test_acc = result["train_accuracy"], result["test_accuracy"]
+        params = count_params(result["model"])["trainable"]
     else:
         (xtr, _), _, (xte, _), _ = _arrays(cfg.dataset, cfg.scratch_image_size)
         model = _scratch_model(xtr.shape[1:], k, cfg.seed)
@@ -318,9 +362,9 @@ def select_fine_tuning(dataset: str, depths=(1, 2, 4), learning_rates=(1e-4, 1e-
             cfg = ExperimentConfig(dataset, "fine_tuning", None, seed, depth=depth, learning_rate=lr,
                                    **overrides)
             (_, ytr), _, _, _ = _arrays(cfg.dataset, cfg.image_size)
-            result, _ = _fine_tune(cfg, np.arange(len(ytr)), depth, lr)
+            result = _fine_tune(cfg, np.arange(len(ytr)), depth, lr, evaluate=("val",))
             table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
-                          "val_accuracy": result.val_accuracy})
+                          "val_accuracy": result["val_accuracy"]})
     best = max(table, key=lambda r: (r["val_accuracy"], -r["depth"]))
     return best, table
 

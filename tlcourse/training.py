@@ -19,6 +19,7 @@ The notebooks show the teaching code (``base.trainable = False``, ``compile``,
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -43,6 +44,7 @@ __all__ = [
     "weight_shift",
     "cut_activations",
     "trainable_params_at_depth",
+    "build_fine_tune_model",
 ]
 
 
@@ -66,6 +68,8 @@ _MEMORY_CACHE_BYTES = 1_500_000_000  # keep at most ~1.5 GB of features in memor
 def _fingerprint(model, x: np.ndarray) -> str:
     """Hash of what determines a model's output: its graph, weights and the input."""
     h = hashlib.sha1()
+    # oneDNN on/off (and its instruction-set cap) changes the float rounding of the output
+    h.update(repr([os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")]).encode())
     h.update(model.name.encode())
     h.update(repr([(layer.name, layer.__class__.__name__) for layer in model.layers]).encode())
     h.update(repr(model.output.shape).encode())
@@ -410,6 +414,39 @@ def cut_activations(base, blocks: int, data: FineTuneData) -> tuple[np.ndarray, 
     return tuple(extract_features(bottom, x) for x in (data.x_train, data.x_val, data.x_test))
 
 
+def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tuple[int, ...],
+                          train_bn: bool = False):
+    """The model :func:`fine_tune` trains: a copy of the top ``blocks`` blocks, then a head.
+
+    It maps activations at the cut (shape ``input_shape``, see
+    :func:`cut_activations`) to logits: the copied top blocks (BatchNorm frozen
+    and in inference mode unless ``train_bn``), global average pooling,
+    dropout 0.2 and a dense layer named ``"logits"``. ``base`` is not modified.
+    Returns ``(model, top_copy, trained_block_names)``; ``top_copy`` is
+    ``None`` at depth 0. Not compiled.
+    """
+    import keras
+
+    block_list = _blocks(base)
+    depth = _check_depth(blocks, len(block_list))
+    _, top = split_at_depth(base, depth)
+    inputs = keras.Input(tuple(input_shape))
+    x = inputs
+    top_copy, trained = None, []
+    if top is not None:
+        top_copy = keras.models.clone_model(top)
+        top_copy.set_weights(top.get_weights())
+        trained = [b.name for b in block_list[len(block_list) - depth:]]
+        for layer in top_copy.layers:
+            layer.trainable = not (_is_batchnorm(layer) and not train_bn)
+        x = top_copy(x, training=None if train_bn else False)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"finetune_depth{depth}"), top_copy, trained
+
+
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
               epochs: int = 5, batch_size: int = 32, seed: int = 0, train_bn: bool = False,
               guard: bool = True, activations: tuple | None = None,
@@ -435,33 +472,17 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         raise ValueError(f"epochs must be at least 1, got {epochs!r}.")
     block_list = _blocks(base)
     depth = _check_depth(blocks, len(block_list))
-    _, top = split_at_depth(base, depth)
 
     t0 = time.perf_counter()
     acts = cut_activations(base, depth, data) if activations is None else activations
     cache_seconds = time.perf_counter() - t0
 
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input(acts[0].shape[1:])
-    x = inputs
-    trained: list[str] = []
-    if top is not None:
-        top_copy = keras.models.clone_model(top)
-        top_copy.set_weights(top.get_weights())
-        chosen = block_list[len(block_list) - depth:]
-        trained = [b.name for b in chosen]
-        for layer in top_copy.layers:
-            layer.trainable = not (_is_batchnorm(layer) and not train_bn)
-        x = top_copy(x, training=None if train_bn else False)
-    if len(x.shape) == 4:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(0.2, name="dropout")(x)
-    dense = keras.layers.Dense(data.num_classes, name="logits")
-    outputs = dense(x)
-    model = keras.Model(inputs, outputs, name=f"finetune_depth{depth}")
+    model, top_copy, trained = build_fine_tune_model(base, depth, data.num_classes, acts[0].shape[1:],
+                                                     train_bn=train_bn)
     if head_weights is not None:
-        dense.set_weights(head_weights)
-    before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top is not None else [])}
+        model.get_layer("logits").set_weights(head_weights)
+    before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top_copy is not None else [])}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -470,7 +491,7 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     hist = model.fit(acts[0], data.y_train, validation_data=(acts[1], data.y_val), epochs=int(epochs),
                      batch_size=batch_size, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - t1
-    shift = weight_shift(before, top_copy, block_list) if top is not None else {}
+    shift = weight_shift(before, top_copy, block_list) if top_copy is not None else {}
     return FineTuneResult(
         blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
