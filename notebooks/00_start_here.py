@@ -97,7 +97,7 @@ for name, description in data.list_datasets().items():
 # | `00_start_here` | this check | < 1 min |
 # | `01_feature_extraction` | freeze a pretrained network, cache its features, train a head; BatchNorm; look inside with PCA | about 1-1.5 min |
 # | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 2.5-3 min |
-# | `03_comparison` | feature extraction vs fine tuning vs from scratch, 2 datasets, 4-5 sizes, 3 seeds, and a decision guide built from it | about 6-8 min |
+# | `03_comparison` | feature extraction vs fine tuning vs from scratch, 2 datasets, 4-5 sizes, 3 seeds, and a decision guide built from it | about 4-5 min |
 #
 # The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*; every
 # claim in it is measured somewhere in 01-03, and where our measurements disagree, the notebook

@@ -22,7 +22,7 @@
 # 2. read accuracy, overfitting and cost against the amount of labelled data;
 # 3. derive a decision guide from measurements, and say where it agrees with the usual advice.
 #
-# **Run time:** about 6 to 8 minutes on a 2-core laptop CPU, offline (every number below is
+# **Run time:** about 4 to 5 minutes on a 2-core laptop CPU, offline (every number below is
 # computed here by `tlcourse.experiments`; none is typed in).
 #
 # The article's guide: feature extraction wins with little data, a similar task and a small
@@ -60,8 +60,8 @@ notebook_start = time.perf_counter()
 #   rate chosen on validation data. *From scratch*: a small CNN (3 conv layers, about 25 k weights).
 # * **Same data.** For each size and seed, every method trains on the same labelled images
 #   (drawn per class by the seed), and is tested on the same held-out test split.
-# * **Equal effort.** Every method gets the same number of optimizer steps (150, batch 32).
-#   Fine tuning spends half on the head and half fine-tuning.
+# * **Equal effort.** Every method gets exactly the same number of optimizer steps (150, batch 32),
+#   at every training-set size. Fine tuning spends half on the head and half fine-tuning.
 # * **Image sizes.** The pretrained network sees 128 px clip art and 64 px Fashion-MNIST; the
 #   scratch CNN sees 32 px (near Fashion-MNIST's native 28, and what a small CNN can afford).
 # * **Cost.** Each run's wall-clock training time, plus its share of the one-off pass through
@@ -138,7 +138,9 @@ for name, s in SETTINGS.items():
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Run everything
 # 2 datasets × 3 methods × 4-5 sizes × 3 seeds = 81 runs. The frozen parts were computed once
-# above; each run trains only what its method trains.
+# above; each run trains only what its method trains. (Runs also reuse each compiled Keras model,
+# resetting its weights, optimizer and dropout seeds: building and tracing a new model would cost
+# about a second per run.)
 
 # %%
 def run_dataset(name):
@@ -232,42 +234,47 @@ for name, s in SETTINGS.items():
         print(f"{name:14s} {str(size or 'all'):>4s}/class: {best:18s} by {margin:.3f}"
               f"{'  (a tie: within the seed spread)' if tie else ''}")
 
-transfer_gain = {name: summary[name, "feature_extraction", 5][0] - summary[name, "scratch", 5][0]
-                 for name in SETTINGS}
-ft_gain = {name: summary[name, "fine_tuning", s["sizes"][-1]][0] - summary[name, "feature_extraction", s["sizes"][-1]][0]
-           for name, s in SETTINGS.items()}
+fe, ft, sc = ("feature_extraction", "fine_tuning", "scratch")
+sizes = {name: s["sizes"] for name, s in SETTINGS.items()}
+gaps = experiments.summarize(records, value="gap")
+transfer_gain = {n: summary[n, fe, 5][0] - summary[n, sc, 5][0] for n in SETTINGS}
+lead = {(n, z): summary[n, ft, z][0] - summary[n, fe, z][0] for n in SETTINGS for z in sizes[n]}
 print("\nfeature extraction minus scratch at 5 labels/class:", {k: round(v, 3) for k, v in transfer_gain.items()})
-print("fine tuning minus feature extraction at the largest size:", {k: round(v, 3) for k, v in ft_gain.items()})
+for n in SETTINGS:
+    print(f"fine tuning minus feature extraction, {n:14s}",
+          "  ".join(f"{z or 'all'}: {lead[n, z]:+.3f}" for z in sizes[n]))
+for n in SETTINGS:
+    print(f"train-test gap, feature extraction / fine tuning, {n}:",
+          "  ".join(f"{z or 'all'}: {gaps[n, fe, z][0]:.2f}/{gaps[n, ft, z][0]:.2f}" for z in sizes[n]))
 
 # %% [markdown]
 # The asserts below pin the story the text tells, so a library upgrade that changes it fails
 # the tests instead of leaving the text wrong.
 
 # %%
-sizes = {name: s["sizes"] for name, s in SETTINGS.items()}
-fe, ft, sc = ("feature_extraction", "fine_tuning", "scratch")
 assert transfer_gain["clipart"] > 0.2 and transfer_gain["fashion_mnist"] > 0.2, "transfer no longer wins at 5 labels"
 assert all(summary[n, sc, z][0] < summary[n, fe, z][0] - 0.15 for n in SETTINGS for z in sizes[n]), \
     "from scratch came close somewhere: update the guide"
-assert all(summary[n, ft, z][0] > summary[n, fe, z][0] - 0.03 for n in SETTINGS for z in sizes[n]), \
-    "fine tuning is now clearly worse somewhere: update the guide"
-assert max(ft_gain.values()) < 0.1, "fine tuning now gains a lot: update the guide"
-assert ft_gain["fashion_mnist"] <= ft_gain["clipart"] + 0.02, "fine tuning now gains more on the far domain"
-assert all(summary[n, ft, z][0] - summary[n, fe, z][0] < 0.06 for n in SETTINGS for z in sizes[n]), \
-    "fine tuning's lead grew somewhere: update the guide"
+assert all(-0.03 < lead[n, z] < 0.08 for n in SETTINGS for z in sizes[n]), \
+    "fine tuning is now clearly worse, or far ahead, somewhere: update the guide"
+assert lead["fashion_mnist", 500] <= lead["fashion_mnist", 5] + 0.02, \
+    "fine tuning's lead now grows with data on Fashion-MNIST: update the guide"
+assert lead["fashion_mnist", 500] <= lead["clipart", None] + 0.02, "fine tuning now gains more on the far domain"
+assert all(gaps[n, ft, z][0] <= gaps[n, fe, z][0] + 0.05 for n in SETTINGS for z in sizes[n]), \
+    "fine tuning now overfits clearly more than feature extraction: update the guide"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### What we measured, against the article
 #
 # | the article says | measured here | agree? |
 # |---|---|---|
-# | feature extraction works with **little data** | at 5 labels per class it beats the scratch CNN by 0.2 to 0.4 in accuracy on both datasets | **yes** |
-# | feature extraction **overfits less** | with few labels its head fits the training images perfectly and the gap to test is large; the gap shrinks with data. The scratch CNN has the smallest gap because it barely fits anything in 150 steps | **partly**: fewer trainable weights did not prevent a large gap, and a small gap is not a good model |
-# | feature extraction needs **less compute** | a head trains in about a second; fine tuning costs several times more per run (cost plot, timing cell) | **yes** |
-# | fine tuning gives **better accuracy** | it is never clearly worse and usually slightly ahead, by at most a few points; at most sizes the lead is within the spread between seeds | **yes, but small** at these sizes |
-# | fine tuning pays off with **more data** | its lead is 0.01 to 0.04 at every size on both datasets, and does not grow clearly with the number of labels, up to 500 per class | **not shown** at these sizes and this effort |
+# | feature extraction works with **little data** | at 5 labels per class it beats the scratch CNN by 0.3 to 0.4 in accuracy on both datasets | **yes** |
+# | feature extraction **overfits less** | with few labels its head fits the training images perfectly and the gap to test is large; the gap shrinks with data. Fine tuning, with about 100 times the trainable weights (1.0 M against 9-13 k), has about the same gap at every size. The scratch CNN has the smallest gap because it barely fits anything in 150 steps | **no**: fewer trainable weights did not mean a smaller gap here, and a small gap is not a good model |
+# | feature extraction needs **less compute** | a head trains in under a second; fine tuning costs several times more per run (cost plot, timing cell) | **yes** |
+# | fine tuning gives **better accuracy** | it is never worse and slightly ahead at every size, by at most about 0.06; at most sizes the lead is within the spread between seeds | **yes, but small** at these sizes |
+# | fine tuning pays off with **more data** | on Fashion-MNIST its lead does not grow from 5 to 500 labels per class (100 times the data); on clip art its lead is largest with all labels but a tie at 20 per class: no clear trend | **not shown** at these sizes and this effort |
 # | fine tuning pays off when the task is **different** | its lead on Fashion-MNIST is not larger than on clip art; and section 2 showed that Fashion-MNIST is not far from ImageNet in content | **not shown**: our "far" dataset is not far enough to test it |
-# | for a **very different task**, transfer may not help; train from scratch | ImageNet features beat the scratch CNN at every size, on both datasets, under equal effort; even with 5x the steps (Exercise 1) scratch stays behind | **no, not at these sizes** |
+# | for a **very different task**, transfer may not help; train from scratch | under equal effort, ImageNet features beat the scratch CNN at every size, on both datasets. Given 5x the steps and 500 labels per class on Fashion-MNIST (Exercise 1), scratch comes within about a point of feature extraction, still behind | **not under equal effort**; with the most data and 5x the compute, scratch nearly catches up on the far dataset: that is where the article's point begins to show |
 #
 # **The guide, as our data supports it:**
 # 1. Always start with **feature extraction** on cached features: seconds to train, and within
@@ -275,8 +282,9 @@ assert all(summary[n, ft, z][0] - summary[n, fe, z][0] < 0.06 for n in SETTINGS 
 # 2. Add **fine tuning** when a few points matter and you can afford several times the compute:
 #    choose its depth and learning rate on validation data, keep BatchNorm frozen, use a low
 #    learning rate, and check the gain against the spread between seeds.
-# 3. Train **from scratch** only with far more labelled data and compute than here: up to 500
-#    labels per class, it lost everywhere, even on the far-domain dataset.
+# 3. Train **from scratch** only with much more labelled data and compute: under equal effort it
+#    lost everywhere, by 0.3 or more; it nearly caught up only with 500 labels per class and 5x
+#    the steps, on the far-domain dataset (Exercise 1).
 # 4. Judge "how different is my task" by measuring (section 2), not by how the pictures look.
 
 # %% tags=["nbval-ignore-output"]
@@ -293,7 +301,8 @@ long = experiments.run_experiment(experiments.ExperimentConfig("fashion_mnist", 
                                                                image_size=64))
 print(f"scratch, 750 steps: test {long['test_accuracy']:.3f}; "
       f"feature extraction, 150 steps: {summary['fashion_mnist', 'feature_extraction', 500][0]:.3f}")
-assert long["test_accuracy"] < summary["fashion_mnist", "feature_extraction", 500][0]  # the text says so
+gap_to_fe = summary["fashion_mnist", "feature_extraction", 500][0] - long["test_accuracy"]
+assert 0 < gap_to_fe < 0.05, "the text says scratch nearly catches up but stays behind: update it"
 
 # %% [markdown]
 # **Exercise 2.** Change the equal-effort rule: give every method 300 steps. Which conclusions
