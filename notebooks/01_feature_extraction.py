@@ -130,8 +130,8 @@ print(f"before freezing: {before['trainable']:>9,} trainable, {before['non_train
 print(f"after freezing:  {after['trainable']:>9,} trainable, {after['non_trainable']:>9,} non-trainable")
 
 # %% [markdown]
-# Here is the network block by block (stem, 16 MBConv blocks, head), with each block's number
-# of weights on a log scale. Everything is frozen (blue). Notice that most weights sit in
+# Here is the network block by block (stem, 16 MBConv blocks, head, and `top`: the average
+# pooling we asked for, which has no weights), with each block's number of weights on a log scale. Everything is frozen (blue). Notice that most weights sit in
 # the top blocks: that is where fine tuning (notebook 02) will work.
 
 # %%

@@ -156,3 +156,21 @@ def test_fine_tune_is_deterministic(base, data):
 def test_block_map_matches_unfreeze_order(base):
     names = [b.name for b in backbone_blocks(base)]
     assert names[0] == "stem" and names[-1] == "head" and names[1:-1] == [f"block_{i}" for i in range(16)]
+
+
+def test_plot_blocks_draws_a_bar_per_block_with_weights_and_marks_weightless_ones():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tlcourse import plots
+
+    pooled = load_backbone("efficientnet_lite0", image_size=64, pooling="avg")
+    blocks = backbone_blocks(pooled)
+    assert blocks[-1].name == "top"  # pooling only: a block with nothing to train
+    T.unfreeze_top(pooled, 3)
+    fig = plots.plot_blocks(pooled)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(blocks) - 1
+    assert [t.get_text() for t in ax.texts] == ["no weights"]
+    orange = [p for p in ax.patches if p.get_facecolor()[:3] != ax.patches[0].get_facecolor()[:3]]
+    assert len(orange) == 2  # block_15 and head train; "top" has no weights

@@ -192,12 +192,16 @@ def plot_blocks(base, ax=None, title: str | None = None):
         layers = [base.get_layer(n) for n in block.layers]
         params = sum(int(np.prod(w.shape)) for layer in layers for w in layer.weights)
         trainable = any(layer.trainable and layer.trainable_weights for layer in layers) and base.trainable
-        sizes.append(max(params, 1))
+        sizes.append(params)
         colors.append(_TRAINABLE if trainable else _FROZEN)
         names.append(block.name.replace("block_", "b"))
     x = np.arange(len(blocks))
-    ax.bar(x, sizes, color=colors, edgecolor="black", linewidth=0.5)
+    has = np.array(sizes) > 0
+    ax.bar(x[has], np.array(sizes)[has], color=np.array(colors)[has], edgecolor="black", linewidth=0.5)
+    for i in np.flatnonzero(~has):  # e.g. the pooling "top": a block, but nothing to train
+        ax.text(i, 1.5, "no weights", rotation=90, ha="center", va="bottom", fontsize=7, color="gray")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=1)
     ax.set_xticks(x, names, rotation=90, fontsize=8)
     ax.set_ylabel("parameters")
     ax.legend(handles=[Patch(color=_FROZEN, label="frozen"), Patch(color=_TRAINABLE, label="trainable")],
