@@ -328,11 +328,18 @@ def _num_classes(rows) -> int:
 def plot_comparison(records: list[dict], dataset: str, value: str = "test_accuracy", ax=None,
                     title: str | None = None, ylabel: str | None = None):
     """``value`` against labels per class for each method: mean with min-max bars over seeds."""
+    from matplotlib.ticker import NullFormatter
+
     fig, ax = _axes(ax, (6, 4))
+    ticks: set = set()
     for method, (x, mean, low, high) in _grouped(records, dataset, value).items():
         label, color, marker = _METHOD_STYLE[method]
         ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, marker=marker, capsize=3, label=label)
+        ticks.update(float(v) for v in x)
     ax.set_xscale("log")
+    ticks = sorted(ticks)  # label the sizes that were run, as plain numbers ("all" shows its mean)
+    ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training labels per class (log scale)")
     ax.set_ylabel(ylabel or value.replace("_", " "))
     ax.grid(alpha=0.3)
@@ -351,7 +358,11 @@ def plot_cost(records: list[dict], ax=None, title: str | None = None):
             if rows:
                 ax.scatter([r["total_seconds"] for r in rows], [r["test_accuracy"] for r in rows], color=color,
                            marker=marker, alpha=0.7, label=f"{label}, {dataset}")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("seconds per run (training + share of the frozen pass)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
