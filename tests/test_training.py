@@ -174,3 +174,22 @@ def test_plot_blocks_draws_a_bar_per_block_with_weights_and_marks_weightless_one
     assert [t.get_text() for t in ax.texts] == ["no weights"]
     orange = [p for p in ax.patches if p.get_facecolor()[:3] != ax.patches[0].get_facecolor()[:3]]
     assert len(orange) == 2  # block_15 and head train; "top" has no weights
+
+
+def test_fine_tune_reuses_its_compiled_model_without_changing_results(base, data):
+    """Runs reuse one compiled model per graph (no re-tracing); results must not depend on it."""
+    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+    a_args = dict(blocks=1, learning_rate=1e-3, epochs=2, seed=5)
+    b_args = dict(blocks=1, learning_rate=1e-4, epochs=1, seed=6)  # same graph, other learning rate
+    T._COMPILED.clear()
+    first = T.fine_tune(base, head, data, **a_args)
+    other = T.fine_tune(base, head, data, **b_args)  # reused
+    assert len(T._COMPILED[base]) == 1
+    T._COMPILED.clear()
+    other_fresh = T.fine_tune(base, head, data, **b_args)  # newly compiled
+    again = T.fine_tune(base, head, data, **a_args)  # reused
+    assert other.history == other_fresh.history and again.history == first.history
+    # each result keeps its own trained weights, untouched by later runs
+    assert first.model is not other.model is not again.model
+    assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), again.model.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))

@@ -22,6 +22,7 @@ import hashlib
 import os
 import time
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -447,6 +448,53 @@ def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tupl
     return keras.Model(inputs, outputs, name=f"finetune_depth{depth}"), top_copy, trained
 
 
+#: Compiled fine-tuning models, per base and graph: tracing a Keras training step
+#: costs 1-2 s, resetting a compiled model milliseconds (see :func:`_compiled`).
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _compiled(base, fresh, key: tuple, learning_rate: float):
+    """A compiled model with ``fresh``'s graph, starting exactly where ``fresh`` starts.
+
+    The first call for a ``(base, key)`` compiles ``fresh`` itself (Adam,
+    sparse cross-entropy on logits, accuracy) and keeps it. Later calls reuse
+    that compiled model: they copy ``fresh``'s weights and dropout seeds into it,
+    zero the optimizer's moments and step count, and set the learning rate, so
+    training is the same as on a newly compiled ``fresh``, without tracing again.
+    """
+    import keras
+
+    models = _COMPILED.setdefault(base, {})
+    model = models.get(key)
+    if model is None:
+        fresh.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        models[key] = fresh
+        return fresh
+    model.set_weights(fresh.get_weights())
+    seeds = [v for v in fresh.variables if v.path.endswith("seed_generator_state")]
+    for var, new in zip([v for v in model.variables if v.path.endswith("seed_generator_state")], seeds):
+        var.assign(new.numpy())
+    for var in model.optimizer.variables:
+        if "learning_rate" not in var.path:
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
+    model.optimizer.learning_rate.assign(learning_rate)
+    return model
+
+
+def _detached_copy(model):
+    """An uncompiled copy of ``model``'s graph, built without touching the global random state."""
+    import random
+
+    import keras
+
+    state = random.getstate()  # Keras draws default seeds from Python's `random` when building layers
+    try:
+        return keras.models.clone_model(model)
+    finally:
+        random.setstate(state)
+
+
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
               epochs: int = 5, batch_size: int = 32, seed: int = 0, train_bn: bool = False,
               guard: bool = True, activations: tuple | None = None,
@@ -478,19 +526,20 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     cache_seconds = time.perf_counter() - t0
 
     keras.utils.set_random_seed(seed)
-    model, top_copy, trained = build_fine_tune_model(base, depth, data.num_classes, acts[0].shape[1:],
+    fresh, top_copy, trained = build_fine_tune_model(base, depth, data.num_classes, acts[0].shape[1:],
                                                      train_bn=train_bn)
     if head_weights is not None:
-        model.get_layer("logits").set_weights(head_weights)
+        fresh.get_layer("logits").set_weights(head_weights)
     before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top_copy is not None else [])}
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = _compiled(base, fresh, (depth, tuple(acts[0].shape[1:]), data.num_classes, train_bn),
+                      float(learning_rate))
     callbacks = [GuardRails()] if guard and not train_bn else []
     t1 = time.perf_counter()
     hist = model.fit(acts[0], data.y_train, validation_data=(acts[1], data.y_val), epochs=int(epochs),
                      batch_size=batch_size, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - t1
+    owned = fresh if model is not fresh else _detached_copy(model)  # later runs reuse `model`
+    owned.set_weights(model.get_weights())
     shift = weight_shift(before, top_copy, block_list) if top_copy is not None else {}
     return FineTuneResult(
         blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
@@ -500,4 +549,4 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
-        model=model)
+        model=owned)
