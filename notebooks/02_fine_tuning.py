@@ -139,7 +139,9 @@ head.set_weights(stage1_head)
 # augmentation, the frozen bottom gives the same output for the same image every epoch,
 # so `training.fine_tune` runs it **once**, caches its output at the cut, and trains only the top
 # blocks and the head on that. Same recipe, a fresh copy of the top blocks each time (the
-# pretrained `base` is never modified), seeded.
+# pretrained `base` is never modified), seeded. It also keeps the compiled training step of each
+# depth and reuses it, resetting weights and optimizer: only the first run at a depth pays the
+# second or two that Keras spends tracing a new model.
 
 # %% slideshow={"slide_type": "-"}
 train_data = training.FineTuneData(x_train, y_train, x_val, y_val, x_test, y_test, len(class_names))
