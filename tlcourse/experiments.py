@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .training import FineTuneData, build_fine_tune_model, count_params, cut_activations
+from .training import (FineTuneData, _compile_classifier, _restart_compiled, _seed_variables,
+                       build_fine_tune_model, count_params, cut_activations)
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_grid", "select_fine_tuning",
            "per_class_indices", "step_indices", "scratch_cnn", "METHODS", "MAX_DEPTH", "summarize"]
@@ -198,31 +199,13 @@ def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int):
 _MODELS: dict = {}
 
 
-def _compile(model, learning_rate: float):
-    import keras
-
-    model.compile(keras.optimizers.Adam(learning_rate),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
-
-
 def _restart(model, weights: list, seed: int):
-    """Give a reused compiled model a fresh start, as if built and compiled anew.
-
-    Sets ``weights``, zeroes the optimizer's moments and step count (not its
-    learning rate) and re-seeds every dropout layer from ``seed``.
-    """
+    """Restart a reused compiled model: ``weights``, a zeroed optimizer, dropout re-seeded from ``seed``."""
     import random
 
-    model.set_weights(weights)
-    for var in model.optimizer.variables:
-        if "learning_rate" not in var.path:
-            var.assign(np.zeros(var.shape, dtype=var.dtype))
     rng = random.Random(seed)
-    for var in model.variables:
-        if var.path.endswith("seed_generator_state"):
-            var.assign(np.array([rng.randint(1, 10**9), 0], dtype=var.dtype))
-    return model
+    seeds = [[rng.randint(1, 10**9), 0] for _ in _seed_variables(model)]
+    return _restart_compiled(model, weights, seeds)
 
 
 def _fresh(key, build, learning_rate: float, seed: int):
@@ -232,7 +215,7 @@ def _fresh(key, build, learning_rate: float, seed: int):
     keras.utils.set_random_seed(seed)
     fresh = build()
     if key not in _MODELS:
-        _MODELS[key] = _compile(build(), learning_rate)
+        _MODELS[key] = _compile_classifier(fresh, learning_rate)
     return _restart(_MODELS[key], fresh.get_weights(), seed)
 
 
@@ -268,7 +251,7 @@ def _fine_tune_model(cfg: ExperimentConfig, depth: int, learning_rate: float, in
     key = ("fine_tune", cfg.dataset, cfg.backbone, cfg.image_size, depth, learning_rate, num_classes)
     if key not in _MODELS:
         model, _, _ = build_fine_tune_model(_base(cfg.backbone, cfg.image_size), depth, num_classes, input_shape)
-        _MODELS[key] = (_compile(model, learning_rate), model.get_weights())
+        _MODELS[key] = (_compile_classifier(model, learning_rate), model.get_weights())
     return _MODELS[key]
 
 

@@ -448,38 +448,57 @@ def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tupl
     return keras.Model(inputs, outputs, name=f"finetune_depth{depth}"), top_copy, trained
 
 
-#: Compiled fine-tuning models, per base and graph: tracing a Keras training step
-#: costs 1-2 s, resetting a compiled model milliseconds (see :func:`_compiled`).
+def _compile_classifier(model, learning_rate: float):
+    """Compile ``model`` (logits out) with Adam, sparse cross-entropy and accuracy; return it."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def _seed_variables(model) -> list:
+    """The dropout layers' random-seed states of ``model`` (``[seed, counter]`` each)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _restart_compiled(model, weights: list, seed_states: list, learning_rate: float | None = None):
+    """Give a reused compiled model the start a newly built and compiled one would have.
+
+    Sets ``weights`` and the dropout ``seed_states``, zeroes the optimizer's
+    moments and step count and, if given, sets its ``learning_rate``. Costs
+    milliseconds, where compiling anew costs a second or two of tracing.
+    """
+    model.set_weights(weights)
+    for var, state in zip(_seed_variables(model), seed_states):
+        var.assign(np.asarray(state, dtype=var.dtype))
+    for var in model.optimizer.variables:
+        if "learning_rate" not in var.path:
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
+    if learning_rate is not None:
+        model.optimizer.learning_rate.assign(learning_rate)
+    return model
+
+
+#: Compiled fine-tuning models, per base and graph (see :func:`_compiled`).
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _compiled(base, fresh, key: tuple, learning_rate: float):
     """A compiled model with ``fresh``'s graph, starting exactly where ``fresh`` starts.
 
-    The first call for a ``(base, key)`` compiles ``fresh`` itself (Adam,
-    sparse cross-entropy on logits, accuracy) and keeps it. Later calls reuse
-    that compiled model: they copy ``fresh``'s weights and dropout seeds into it,
-    zero the optimizer's moments and step count, and set the learning rate, so
-    training is the same as on a newly compiled ``fresh``, without tracing again.
+    The first call for a ``(base, key)`` compiles ``fresh`` itself and keeps it.
+    Later calls reuse that compiled model, restarted with ``fresh``'s weights and
+    dropout seeds (:func:`_restart_compiled`): training is the same as on a
+    newly compiled ``fresh``, without tracing again.
     """
-    import keras
-
     models = _COMPILED.setdefault(base, {})
     model = models.get(key)
     if model is None:
-        fresh.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-        models[key] = fresh
+        models[key] = _compile_classifier(fresh, learning_rate)
         return fresh
-    model.set_weights(fresh.get_weights())
-    seeds = [v for v in fresh.variables if v.path.endswith("seed_generator_state")]
-    for var, new in zip([v for v in model.variables if v.path.endswith("seed_generator_state")], seeds):
-        var.assign(new.numpy())
-    for var in model.optimizer.variables:
-        if "learning_rate" not in var.path:
-            var.assign(np.zeros(var.shape, dtype=var.dtype))
-    model.optimizer.learning_rate.assign(learning_rate)
-    return model
+    return _restart_compiled(model, fresh.get_weights(), [v.numpy() for v in _seed_variables(fresh)],
+                             learning_rate)
 
 
 def _detached_copy(model):
@@ -497,8 +516,7 @@ def _detached_copy(model):
 
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
               epochs: int = 5, batch_size: int = 32, seed: int = 0, train_bn: bool = False,
-              guard: bool = True, activations: tuple | None = None,
-              evaluate_train: bool = True) -> FineTuneResult:
+              guard: bool = True, activations: tuple | None = None) -> FineTuneResult:
     """Fine-tune the top ``blocks`` blocks of ``base`` with a head, from cached activations.
 
     The stage-1 head (``head_weights``: ``[kernel, bias]`` of a dense layer
@@ -509,7 +527,6 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     ``train_bn=True`` lets BatchNorm run in training mode (the classic mistake,
     for demonstrations). ``activations`` may pass precomputed
     ``(train, val, test)`` activations at the cut (see :func:`cut_activations`).
-    ``evaluate_train=False`` skips measuring training accuracy afterwards.
     """
     import keras
 
@@ -544,7 +561,7 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     return FineTuneResult(
         blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
-        train_accuracy=_accuracy(model, acts[0], data.y_train) if evaluate_train else float("nan"),
+        train_accuracy=_accuracy(model, acts[0], data.y_train),
         val_accuracy=_accuracy(model, acts[1], data.y_val),
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
-
 from .training import FineTuneData, FineTuneResult, fine_tune, trainable_params_at_depth
 
 __all__ = ["FineTuneLab", "FineTunePanel", "fine_tune_panel"]
