@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 #: Environment variable that moves every cache the course writes
 #: (converted weights, downloaded datasets, cached features).
 CACHE_ENV = "TLCOURSE_CACHE"
+#: Read-only folders an instructor filled with ``python -m tlcourse prefetch --cache DIR
+#: --keras-home DIR2`` (e.g. on a JupyterHub): read first, never written.
+SHARED_CACHE_ENV = "TLCOURSE_SHARED_CACHE"
+SHARED_KERAS_ENV = "TLCOURSE_SHARED_KERAS_HOME"
+
+
+class CacheNotWritableError(PermissionError):
+    """The course cache folder cannot be written; the message says how to fix it."""
+
+
+def _not_writable(path: Path, exc: BaseException | None = None) -> CacheNotWritableError:
+    why = f" ({type(exc).__name__}: {exc})" if exc else ""
+    return CacheNotWritableError(
+        f"The course cache folder {path} is not writable{why}. The course writes cached "
+        f"features and downloads there. Fix: point {CACHE_ENV} at a folder you can write, "
+        f"e.g. `export {CACHE_ENV}=$HOME/.cache/tlcourse` before starting Jupyter, or in the "
+        f"notebook's first cell `import os; os.environ['{CACHE_ENV}'] = os.path.expanduser("
+        f"'~/.cache/tlcourse')`. A read-only folder prefetched by your instructor belongs in "
+        f"{SHARED_CACHE_ENV} instead.")
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -19,8 +40,48 @@ def cache_dir(sub: str | None = None) -> Path:
     """
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tlcourse")
     path = root / sub if sub else root
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _not_writable(path, exc) from exc
     return path
+
+
+def shared_cache_file(sub: str, name: str) -> Path | None:
+    """``$TLCOURSE_SHARED_CACHE/sub/name`` if that file exists, else None (never creates anything)."""
+    root = os.environ.get(SHARED_CACHE_ENV)
+    if not root:
+        return None
+    path = Path(root) / sub / name
+    return path if path.is_file() else None
+
+
+@contextmanager
+def atomic_write(path: Path | str):
+    """Write ``path`` all at once: yields an open binary file in the same folder.
+
+    The bytes go to a uniquely named temporary file (``.NAME.XXXX.tmp``), which is
+    flushed to disk and then renamed onto ``path`` with ``os.replace``. Readers see
+    the old file or the complete new one, never a half-written one, even with
+    several processes writing the same file at once or a writer killed mid-way
+    (that leaves only its hidden ``.tmp`` file, which nothing reads). Raises
+    :class:`CacheNotWritableError` (with the fix) if the folder cannot be written.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _not_writable(path.parent, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)   # mkstemp makes it 0600; a cache is meant to be readable
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path | str) -> str:

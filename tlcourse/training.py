@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import cache_dir
+from .config import CacheNotWritableError, atomic_write, cache_dir
 
 __all__ = [
     "count_params",
@@ -105,7 +105,12 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
     if key is not None and key in _MEMORY_CACHE:
         _MEMORY_CACHE.move_to_end(key)
         return _MEMORY_CACHE[key]
-    path = cache_dir("features") / f"{key}.npy" if (key and disk) else None
+    path = None
+    if key and disk:
+        try:
+            path = cache_dir("features") / f"{key}.npy"
+        except CacheNotWritableError as exc:
+            warnings.warn(f"{exc} Until then features are kept in memory only.", stacklevel=2)
     if path is not None and path.exists():
         try:
             out = np.load(path, allow_pickle=False)
@@ -121,9 +126,11 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
     if key is not None:
         _remember(key, out)
         if path is not None:
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, out)
-            tmp.replace(path)  # atomic: a half-written cache file is never read
+            try:  # a unique temp file, then os.replace: readers never see half a file
+                with atomic_write(path) as f:
+                    np.save(f, out)
+            except CacheNotWritableError as exc:
+                warnings.warn(f"{exc} Until then features are kept in memory only.", stacklevel=2)
     return out
 
 
