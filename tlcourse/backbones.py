@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcourse.config import cache_dir, sha256_file
+from tlcourse.config import SHARED_KERAS_ENV, cache_dir, sha256_file
 
 __all__ = [
     "Block",
@@ -445,6 +445,13 @@ def _keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
+def _shared_keras_file(fname: str) -> Path | None:
+    """``$TLCOURSE_SHARED_KERAS_HOME/models/fname`` if it exists (a read-only prefetched folder)."""
+    root = os.environ.get(SHARED_KERAS_ENV)
+    path = Path(root) / "models" / fname if root else None
+    return path if path is not None and path.is_file() else None
+
+
 def keras_weights_file(name: str, image_size: int = 224, include_top: bool = False
                        ) -> tuple[str, str, str | None]:
     """Return ``(file name, URL, md5 or None)`` of a Keras backbone's ImageNet weights.
@@ -471,6 +478,15 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
     import keras
 
     fname, url, md5 = keras_weights_file(name, image_size, include_top)
+    shared = _shared_keras_file(fname)
+    if shared is not None:  # an instructor's prefetched, read-only copy: never written
+        import pooch
+
+        if md5 is None or pooch.file_hash(str(shared), alg="md5") == md5:
+            return shared
+        warnings.warn(f"the shared copy {shared} fails its md5 check (changed or damaged), so your own "
+                      f"KERAS_HOME is used; tell your instructor (`python -m tlcourse doctor` shows the "
+                      f"fix)", stacklevel=2)
     home = _keras_home()
     target = home / "models" / fname
     present = target.is_file()

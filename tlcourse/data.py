@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tlcourse.config import cache_dir, datasets_dir, sha256_file
+from tlcourse.config import cache_dir, datasets_dir, sha256_file, shared_cache_file
 
 __all__ = [
     "Splits",
@@ -164,7 +164,9 @@ def dataset_path(name: str) -> Path:
     if name in EMBEDDED:
         return datasets_dir() / EMBEDDED[name]
     if name in REMOTE:
-        return cache_dir("datasets") / REMOTE[name].filename
+        # an instructor's prefetched, read-only copy ($TLCOURSE_SHARED_CACHE) comes first
+        shared = shared_cache_file("datasets", REMOTE[name].filename)
+        return shared if shared is not None else cache_dir("datasets") / REMOTE[name].filename
     raise _unknown(name)
 
 
@@ -717,6 +719,13 @@ def download_dataset(
             raise ValueError(f"{name!r} ships with the course in datasets/; nothing to download")
         raise ValueError(f"unknown download {name!r}; known: {', '.join(REMOTE)}")
     rf = REMOTE[name]
+    shared = shared_cache_file("datasets", rf.filename) if cache is None else None
+    if shared is not None:  # read-only: used when its hash matches, never modified
+        if _hash_ok(shared, rf.known_hash):
+            return shared
+        warnings.warn(f"the shared copy {shared} does not have {rf.known_hash} (changed or damaged), "
+                      f"so your own cache is used; tell your instructor (`python -m tlcourse doctor` "
+                      f"shows the fix)", stacklevel=2)
     folder = Path(cache) if cache is not None else cache_dir("datasets")
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / rf.filename

@@ -326,7 +326,7 @@ def online_extras() -> list[tuple[str, Path, str | None]]:
         if name == bb.DEFAULT_BACKBONE:
             continue
         fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
-        items.append((name, home / fname, f"md5:{md5}" if md5 else None))
+        items.append((name, bb._shared_keras_file(fname) or home / fname, f"md5:{md5}" if md5 else None))
     for name, rf in data.REMOTE.items():
         items.append((name, data.dataset_path(name), rf.known_hash))
     return items
@@ -369,12 +369,91 @@ def check_online_extras() -> Check:
     return Check("online extras", OK, detail)
 
 
+# ------------------------------------------------------------------ caches
+def check_cache_writable() -> Check:
+    """The course cache (``TLCOURSE_CACHE``) must be writable: cached features, downloads."""
+    import tempfile
+
+    from tlcourse.config import CACHE_ENV, CacheNotWritableError, cache_dir
+
+    try:
+        folder = cache_dir()
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (CacheNotWritableError, OSError) as exc:
+        first = str(exc).split(". Fix: ")[0]
+        return Check("course cache", FAIL, first,
+                     f"export {CACHE_ENV}=$HOME/.cache/tlcourse (a folder you can write), then "
+                     f"restart Jupyter")
+    return Check("course cache", OK, f"{folder} is writable")
+
+
+def check_shared_cache() -> list[Check]:
+    """An instructor's read-only prefetched folders, if set: present, intact, not writable.
+
+    ``TLCOURSE_SHARED_CACHE`` (datasets) and ``TLCOURSE_SHARED_KERAS_HOME`` (backbone
+    weights) are filled by ``python -m tlcourse prefetch --cache ... --keras-home ...``.
+    Every file in them that the course knows is checked against its published hash;
+    a changed file is a FAIL naming the file, with the command that restores it.
+    """
+    from tlcourse import backbones as bb
+    from tlcourse import data
+    from tlcourse.config import SHARED_CACHE_ENV, SHARED_KERAS_ENV
+
+    roots = {SHARED_CACHE_ENV: os.environ.get(SHARED_CACHE_ENV),
+             SHARED_KERAS_ENV: os.environ.get(SHARED_KERAS_ENV)}
+    if not any(roots.values()):
+        return []
+    checks: list[Check] = []
+    for env, root in roots.items():
+        if root and not Path(root).is_dir():
+            checks.append(Check("shared cache", WARN, f"{env}={root} is not a folder",
+                                "ask your instructor for the shared folder's path, or unset " + env))
+    files = []   # (item, path, known hash, prefetch option)
+    if roots[SHARED_KERAS_ENV]:
+        for name in bb.list_backbones():
+            if name == bb.DEFAULT_BACKBONE:
+                continue
+            fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
+            files.append((name, Path(roots[SHARED_KERAS_ENV]) / "models" / fname,
+                          f"md5:{md5}" if md5 else None, f"--keras-home {roots[SHARED_KERAS_ENV]}"))
+    if roots[SHARED_CACHE_ENV]:
+        for name, rf in data.REMOTE.items():
+            files.append((name, Path(roots[SHARED_CACHE_ENV]) / "datasets" / rf.filename,
+                          rf.known_hash, f"--cache {roots[SHARED_CACHE_ENV]}"))
+    present, bad = [], []
+    for name, path, known, option in files:
+        if not path.is_file():
+            continue
+        if known and not _hash_matches(path, known):
+            bad.append((name, path, option))
+        else:
+            present.append(name)
+    for name, path, option in bad:
+        checks.append(Check("shared cache", FAIL,
+                            f"{path} does not match its published hash (changed or damaged); "
+                            f"the course uses the student's own copy instead",
+                            f"the folder's owner runs: rm {path} && python -m tlcourse prefetch "
+                            f"{name} {option}"))
+    writable = [r for r in roots.values() if r and Path(r).is_dir() and os.access(r, os.W_OK)]
+    if writable and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        checks.append(Check("shared cache", WARN, f"{', '.join(writable)} is writable by this user: "
+                            "a student could change files every student reads",
+                            f"the folder's owner runs: chmod -R a-w,a+rX {' '.join(writable)}"))
+    if not bad:
+        checks.append(Check("shared cache", OK,
+                            f"{len(present)} prefetched file(s) intact"
+                            + (f" ({', '.join(present)})" if present else "")))
+    return checks
+
+
 # ------------------------------------------------------------------ driver
 def run_checks() -> list[Check]:
     """Run every check, fast ones first; a crashing check becomes a FAIL line."""
     checks: list[Check] = []
     funcs = [check_python, check_packages, check_widgets_extension, check_lite0_source,
-             check_lite0_cache, check_datasets, check_cpu, check_gpu, check_online_extras]
+             check_lite0_cache, check_datasets, check_cpu, check_gpu, check_cache_writable,
+             check_shared_cache, check_online_extras]
     for func in funcs:
         try:
             result = func()
