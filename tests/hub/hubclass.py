@@ -66,6 +66,8 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
     kernel_pid: int | None = None
     kernel_peak_rss_mib: float | None = None   # VmHWM of the kernel process
+    kernel_end_rss_mib: float | None = None    # VmRSS after the last cell (what an idle open notebook holds)
+    kernel_end_anon_mib: float | None = None   # RssAnon then: private memory (the rest is shared library pages)
     kernel_cpu_s: float | None = None          # user + system CPU seconds of the kernel
     server_peak_rss_mib: float | None = None   # VmHWM of the student's Jupyter server
     kernel_env_user: str | None = None         # JUPYTERHUB_USER seen in the kernel's environment
@@ -283,6 +285,10 @@ class Hub:
                 result.kernel_pid = kernel.pid
                 hwm = proc_status_kib(kernel.pid, "VmHWM")
                 result.kernel_peak_rss_mib = hwm / 1024 if hwm else None
+                rss = proc_status_kib(kernel.pid, "VmRSS")
+                result.kernel_end_rss_mib = rss / 1024 if rss else None
+                anon = proc_status_kib(kernel.pid, "RssAnon")
+                result.kernel_end_anon_mib = anon / 1024 if anon else None
                 times = kernel.cpu_times()
                 result.kernel_cpu_s = times.user + times.system + times.children_user + times.children_system
                 result.kernel_env_user = kernel.environ().get("JUPYTERHUB_USER")

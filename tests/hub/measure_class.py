@@ -56,6 +56,8 @@ def measure(students: int, notebooks: list[str], tmp: Path) -> list[dict]:
                 row = {"students": students, "notebook": Path(nb).name[:2], "user": r.user, "ok": r.ok,
                        "cells": r.cells, "wall_s": round(r.wall_s, 1), "wall_all_s": round(wall_all, 1),
                        "kernel_peak_rss_mib": round(r.kernel_peak_rss_mib or 0),
+                       "kernel_end_rss_mib": round(r.kernel_end_rss_mib or 0),
+                       "kernel_end_anon_mib": round(r.kernel_end_anon_mib or 0),
                        "kernel_cpu_s": round(r.kernel_cpu_s or 0, 1),
                        "server_peak_rss_mib": round(r.server_peak_rss_mib or 0),
                        "load_before": [round(x, 2) for x in load_before],
@@ -66,12 +68,12 @@ def measure(students: int, notebooks: list[str], tmp: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| students | notebook | student | wall s | kernel peak RSS MiB | kernel CPU s | "
-             "server peak RSS MiB | load 1-min before/after | ok |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| students | notebook | student | wall s | kernel peak RSS MiB | kernel RSS (private) at end MiB | "
+             "kernel CPU s | server peak RSS MiB | load 1-min before/after | ok |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['students']} | {r['notebook']} | {r['user']} | {r['wall_s']:.0f} | "
-                     f"{r['kernel_peak_rss_mib']} | {r['kernel_cpu_s']:.0f} | {r['server_peak_rss_mib']} | "
+                     f"{r['kernel_peak_rss_mib']} | {r.get('kernel_end_rss_mib', '')} ({r.get('kernel_end_anon_mib', '')}) | {r['kernel_cpu_s']:.0f} | {r['server_peak_rss_mib']} | "
                      f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} | {'yes' if r['ok'] else 'NO'} |")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from pathlib import Path
 
 import psutil
@@ -55,15 +56,20 @@ def test_three_students_run_notebook_01_at_once(tmp_path, shared):
     before = _snapshot(shared)
     hub = hubclass.Hub(tmp_path / "hub", notebooks=hubclass.REPO / "notebooks", shared=shared)
     started: list[int] = []
+    t0 = time.perf_counter()
     try:
         hub.start()
         for name in STUDENTS:
             model = hub.add_student(name)
             assert model["name"] == name and model["servers"][""]["ready"]
+        t1 = time.perf_counter()
         results = asyncio.run(hubclass.run_class(hub, STUDENTS, NOTEBOOK))
+        t2 = time.perf_counter()
         started = [p.pid for p in hub._remember()]
     finally:
         killed = hub.close()
+    print(f"hub + {len(STUDENTS)} servers up in {t1 - t0:.0f} s; notebook runs {t2 - t1:.0f} s; "
+          f"shut down in {time.perf_counter() - t2:.0f} s; load average {os.getloadavg()}")
     for r in results:
         print(f"{r.user}: {r.cells} cells in {r.wall_s:.0f} s, kernel peak RSS "
               f"{r.kernel_peak_rss_mib:.0f} MiB, {r.kernel_cpu_s:.0f} CPU-s")
