@@ -71,6 +71,7 @@ class RunResult:
     kernel_cpu_s: float | None = None          # user + system CPU seconds of the kernel
     server_peak_rss_mib: float | None = None   # VmHWM of the student's Jupyter server
     kernel_env_user: str | None = None         # JUPYTERHUB_USER seen in the kernel's environment
+    peak_by_cell: list[tuple[int, int]] = field(default_factory=list)  # (cell index, VmHWM MiB) where it rose
 
     @property
     def ok(self) -> bool:
@@ -276,6 +277,9 @@ class Hub:
                     kernel = self.kernel_process(kernel_id)
                 error = await _execute(ws, session_id, user, "".join(cell["source"]), cell_timeout)
                 result.cells += 1
+                hwm = proc_status_kib(kernel.pid, "VmHWM") if kernel is not None else None
+                if hwm and (not result.peak_by_cell or hwm // 1024 > result.peak_by_cell[-1][1] + 100):
+                    result.peak_by_cell.append((index, hwm // 1024))
                 if error and "raises-exception" not in tags:
                     result.errors.append(f"{user}: cell {index} of {notebook}: {error}")
                     break

@@ -60,6 +60,7 @@ def measure(students: int, notebooks: list[str], tmp: Path) -> list[dict]:
                        "kernel_end_anon_mib": round(r.kernel_end_anon_mib or 0),
                        "kernel_cpu_s": round(r.kernel_cpu_s or 0, 1),
                        "server_peak_rss_mib": round(r.server_peak_rss_mib or 0),
+                       "peak_by_cell": r.peak_by_cell,
                        "load_before": [round(x, 2) for x in load_before],
                        "load_after": [round(x, 2) for x in load_after], "errors": r.errors}
                 rows.append(row)
