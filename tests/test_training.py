@@ -26,6 +26,12 @@ def data():
     return T.FineTuneData(x[:24], y[:24], x[24:36], y[24:36], x[36:], y[36:], 3)
 
 
+def _stage1_head():
+    """A small non-zero head (a zero kernel would pass no gradient to the blocks below)."""
+    rng = np.random.default_rng(0)
+    return [rng.normal(0, 0.05, (1280, 3)).astype("float32"), np.zeros(3, "float32")]
+
+
 def test_unfreeze_top_counts_blocks_and_keeps_batchnorm_frozen(base):
     report = T.unfreeze_top(base, 3)
     assert report.blocks == ["block_14", "block_15", "head"]
@@ -75,12 +81,28 @@ def test_extract_features_caches_in_memory_and_on_disk(base, tmp_path, monkeypat
     first = T.extract_features(base, x)
     files = list((tmp_path / "features").glob("*.npy"))
     assert len(files) == 1
-    T._MEMORY_CACHE.clear()
+    T.clear_feature_memory()
     np.testing.assert_array_equal(T.extract_features(base, x), first)  # from disk
     x2 = x.copy()
     x2[0, 0, 0, 0] += 1  # different images -> a different key, never a stale cache
     T.extract_features(base, x2)
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+
+
+def test_extract_features_misses_the_cache_when_the_weights_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
+    model = load_backbone("efficientnet_lite0", image_size=32, pooling="avg")
+    x = np.random.default_rng(3).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    first = T.extract_features(model, x)
+    layer = model.get_layer("head_conv")
+    kernel = layer.get_weights()[0]
+    layer.set_weights([kernel * 2.0])  # same graph, same images, other weights
+    second = T.extract_features(model, x)
+    np.testing.assert_allclose(second, np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(first, second)
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+    layer.set_weights([kernel])  # back: the first entry is found again
+    np.testing.assert_array_equal(T.extract_features(model, x), first)
 
 
 def test_extract_features_rejects_wrong_shape(base):
@@ -130,7 +152,7 @@ def test_guard_rails_catch_batchnorm_in_training_mode():
 
 def test_fine_tune_trains_only_the_chosen_blocks_and_leaves_the_base_alone(base, data):
     before = [w.copy() for w in base.get_weights()]
-    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+    head = _stage1_head()
     result = T.fine_tune(base, head, data, blocks=2, learning_rate=1e-3, epochs=2)
     assert result.trained_blocks == ["block_15", "head"]
     moved = {name for name, value in result.shift.items() if value > 0}
@@ -147,7 +169,7 @@ def test_fine_tune_rejects_non_positive_learning_rate(base, data, lr):
 
 
 def test_fine_tune_is_deterministic(base, data):
-    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+    head = _stage1_head()
     a = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=2, seed=3)
     b = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=2, seed=3)
     assert a.history == b.history
@@ -176,20 +198,57 @@ def test_plot_blocks_draws_a_bar_per_block_with_weights_and_marks_weightless_one
     assert len(orange) == 2  # block_15 and head train; "top" has no weights
 
 
-def test_fine_tune_reuses_its_compiled_model_without_changing_results(base, data):
-    """Runs reuse one compiled model per graph (no re-tracing); results must not depend on it."""
-    head = [np.zeros((1280, 3), "float32"), np.zeros(3, "float32")]
+def test_fine_tune_leaves_the_global_random_state_alone_and_depends_only_on_its_seed(base, data):
+    import random
+
+    head = _stage1_head()
+    args = dict(blocks=1, learning_rate=1e-3, epochs=2)
+    keras.utils.set_random_seed(123)
+    state = (random.getstate(), np.random.get_state()[1].copy())
+    a = T.fine_tune(base, head, data, seed=5, **args)
+    assert random.getstate() == state[0] and np.array_equal(np.random.get_state()[1], state[1])
+    keras.utils.set_random_seed(999)  # another global state: the same run
+    b = T.fine_tune(base, head, data, seed=5, **args)
+    c = T.fine_tune(base, head, data, seed=6, **args)
+    assert a.history == b.history and a.history != c.history
+
+
+def test_fine_tune_with_trainable_batchnorm_moves_its_statistics(base, data):
+    head = _stage1_head()
+    frozen = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=1)
+    live = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=1, train_bn=True)
+    assert live.trainable_params > frozen.trainable_params  # gamma and beta train too
+
+    def moving(result):
+        return [w.numpy() for w in result.model.non_trainable_weights if "moving" in w.path]
+
+    pretrained = [w.numpy() for w in base.get_layer("head_bn").non_trainable_weights if "moving" in w.path]
+    assert len(pretrained) == len(moving(live)) == len(moving(frozen)) == 2
+    assert any(not np.allclose(m, p) for m, p in zip(moving(live), pretrained))  # training mode: drifted
+    assert all(np.array_equal(m, p) for m, p in zip(moving(frozen), pretrained))  # inference mode: kept
+
+
+def test_fine_tune_result_model_takes_activations_at_the_cut(base, data):
+    head = _stage1_head()
+    result = T.fine_tune(base, head, data, blocks=2, learning_rate=1e-3, epochs=1)
+    test_acts = T.cut_activations(base, 2, data)[2]
+    accuracy = np.mean(np.argmax(result.model.predict(test_acts, verbose=0), axis=1) == data.y_test)
+    assert accuracy == pytest.approx(result.test_accuracy)
+
+
+def test_fine_tune_reuses_a_compiled_model_without_changing_results(base, data):
+    """Runs with the same graph reuse one compiled model; results must not depend on it."""
+    head = _stage1_head()
     a_args = dict(blocks=1, learning_rate=1e-3, epochs=2, seed=5)
-    b_args = dict(blocks=1, learning_rate=1e-4, epochs=1, seed=6)  # same graph, other learning rate
-    T._COMPILED.clear()
+    b_args = dict(blocks=1, learning_rate=1e-4, epochs=1, seed=5)  # same graph, other learning rate
     first = T.fine_tune(base, head, data, **a_args)
     other = T.fine_tune(base, head, data, **b_args)  # reused
-    assert len(T._COMPILED[base]) == 1
-    T._COMPILED.clear()
-    other_fresh = T.fine_tune(base, head, data, **b_args)  # newly compiled
     again = T.fine_tune(base, head, data, **a_args)  # reused
+    assert other.graph is first.graph is again.graph
+    other_fresh = T.fine_tune(load_backbone("efficientnet_lite0", image_size=64), head, data, **b_args)
+    assert other_fresh.graph is not other.graph
     assert other.history == other_fresh.history and again.history == first.history
     # each result keeps its own trained weights, untouched by later runs
-    assert first.model is not other.model is not again.model
+    assert first.model is not again.model
     assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), again.model.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))

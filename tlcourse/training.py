@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
 import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
+from .backbones import backbone_blocks
 from .config import CacheNotWritableError, atomic_write, cache_dir
 
 __all__ = [
@@ -38,7 +41,6 @@ __all__ = [
     "split_at_depth",
     "GuardRails",
     "EpochTimer",
-    "make_head",
     "fine_tune",
     "FineTuneResult",
     "FineTuneData",
@@ -46,6 +48,8 @@ __all__ = [
     "cut_activations",
     "trainable_params_at_depth",
     "build_fine_tune_model",
+    "clear_feature_memory",
+    "ShuffledBatches",
 ]
 
 
@@ -79,6 +83,11 @@ def _fingerprint(model, x: np.ndarray) -> str:
     h.update(repr((x.shape, x.dtype.str)).encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
+
+
+def clear_feature_memory() -> None:
+    """Forget the features :func:`extract_features` keeps in memory (the disk cache stays)."""
+    _MEMORY_CACHE.clear()
 
 
 def _remember(key: str, value: np.ndarray) -> None:
@@ -119,10 +128,8 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
         if out is not None and out.shape[0] == x.shape[0]:
             _remember(key, out)
             return out
-    outs = []
-    for start in range(0, len(x), batch_size):
-        outs.append(np.asarray(model(x[start:start + batch_size], training=False)))
-    out = np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), "float32")
+    out = (model.predict(x, batch_size=batch_size, verbose=0) if len(x)
+           else np.zeros((0,) + tuple(model.output.shape[1:]), "float32"))
     if key is not None:
         _remember(key, out)
         if path is not None:
@@ -138,8 +145,6 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
 # Unfreezing by block
 # --------------------------------------------------------------------------- #
 def _is_batchnorm(layer) -> bool:
-    import keras
-
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
@@ -164,12 +169,6 @@ class UnfreezeReport:
         p.text(str(self))
 
 
-def _blocks(base):
-    from .backbones import backbone_blocks
-
-    return backbone_blocks(base)
-
-
 def _check_depth(blocks: int, total: int) -> int:
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
         raise TypeError(f"blocks must be a whole number of blocks, got {blocks!r}.")
@@ -189,7 +188,7 @@ def unfreeze_top(base, blocks: int, train_bn: bool = False) -> UnfreezeReport:
     Remember to ``compile`` again afterwards: Keras reads ``trainable`` at
     compile time.
     """
-    block_list = _blocks(base)
+    block_list = backbone_blocks(base)
     depth = _check_depth(blocks, len(block_list))
     chosen = block_list[len(block_list) - depth:] if depth else []
     base.trainable = True  # so that per-layer flags below decide
@@ -214,7 +213,7 @@ def unfreeze_top(base, blocks: int, train_bn: bool = False) -> UnfreezeReport:
 
 def trainable_params_at_depth(base, blocks: int, train_bn: bool = False) -> int:
     """Trainable parameter count if the top ``blocks`` blocks were unfrozen (no side effects)."""
-    block_list = _blocks(base)
+    block_list = backbone_blocks(base)
     depth = _check_depth(blocks, len(block_list))
     total = 0
     for block in block_list[len(block_list) - depth:] if depth else []:
@@ -236,9 +235,7 @@ def split_at_depth(base, blocks: int):
     base. Because the bottom is frozen, its output can be computed once and
     cached (:func:`extract_features`): only the top runs in each training step.
     """
-    import keras
-
-    block_list = _blocks(base)
+    block_list = backbone_blocks(base)
     depth = _check_depth(blocks, len(block_list))
     if depth == 0:
         return base, None
@@ -255,55 +252,51 @@ def split_at_depth(base, blocks: int):
 # --------------------------------------------------------------------------- #
 # Guard rails
 # --------------------------------------------------------------------------- #
-def _keras_callback_base():
-    import keras
+class GuardRails(keras.callbacks.Callback):
+    """Keras callback that checks, at the end of the first epoch, that
 
-    return keras.callbacks.Callback
-
-
-class GuardRails(_keras_callback_base()):
-    """Keras callback that checks, after the first training batch, that
-
-    * every weight marked trainable is one the optimizer updates (if not,
-      ``trainable`` was changed after ``compile``: Keras silently keeps
-      training the old set until you compile again), and
+    * every weight marked trainable moved (if some did not, ``trainable`` was
+      changed after ``compile``: Keras silently keeps training the old set
+      until you compile again), and
     * no BatchNorm moving statistics changed (if they did, BatchNorm runs in
       training mode and the pretrained statistics are being overwritten).
 
-    Problems are reported as warnings (``strict=True`` raises instead), and
-    kept in ``self.problems``.
+    It compares the weights before and after the epoch (public Keras API only;
+    a whole epoch, so that a head starting at zero, whose first gradients
+    reach no earlier layer, is not mistaken for a frozen one). Problems are
+    reported as warnings (``strict=True`` raises instead), and kept in
+    ``self.problems``.
     """
 
     def __init__(self, strict: bool = False):
         super().__init__()
         self.strict = strict
         self.problems: list[str] = []
-        self._stats: dict[str, np.ndarray] | None = None
+        self.before: dict[str, np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
-        self._stats = {v.path: np.array(v.numpy()) for v in self.model.non_trainable_weights
-                       if "moving" in v.path}
+        watched = self.model.trainable_weights + [v for v in self.model.non_trainable_weights
+                                                  if "moving" in v.path]
+        self.before = {v.path: np.array(v.numpy()) for v in watched}
         self.problems = []
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self._stats is None:
+    def on_epoch_end(self, epoch, logs=None):
+        if self.before is None:
             return
-        optimizer = self.model.optimizer
-        known = getattr(optimizer, "_trainable_variables_indices", None)
-        if known is not None:  # the optimizer was built from the variables trainable at compile time
-            missing = [v.path for v in self.model.trainable_weights if optimizer._var_key(v) not in known]
-            if missing:
-                self._report(f"{len(missing)} of {len(self.model.trainable_weights)} trainable weights are "
-                             f"not being trained (e.g. {missing[0]}): `trainable` was changed after "
-                             "compile(). Call model.compile(...) again so that they train.")
-        stats = {v.path: v for v in self.model.non_trainable_weights if "moving" in v.path}
-        drifted = [p for p, old in self._stats.items()
-                   if p in stats and not np.array_equal(old, stats[p].numpy())]
+        changed = {v.path: not np.array_equal(self.before[v.path], v.numpy())
+                   for v in self.model.weights if v.path in self.before}
+        trainable = [v.path for v in self.model.trainable_weights]
+        still = [p for p in trainable if not changed.get(p, True)]
+        self.before = None  # the first epoch only: cheap
+        if still:
+            self._report(f"{len(still)} of {len(trainable)} trainable weights are "
+                         f"not being trained (e.g. {still[0]}): `trainable` was changed after "
+                         "compile(). Call model.compile(...) again so that they train.")
+        drifted = [p for p in changed if "moving" in p and changed[p]]
         if drifted:
             self._report(f"{len(drifted)} BatchNorm statistics changed (e.g. {drifted[0]}): BatchNorm is "
                          "running in training mode. Keep BatchNorm layers frozen, or call the base "
                          "with training=False.")
-        self._stats = None  # check the first batch only: cheap
 
     def _report(self, message: str) -> None:
         self.problems.append(message)
@@ -312,7 +305,7 @@ class GuardRails(_keras_callback_base()):
         warnings.warn(message, stacklevel=2)
 
 
-class EpochTimer(_keras_callback_base()):
+class EpochTimer(keras.callbacks.Callback):
     """Keras callback that records each epoch's wall-clock seconds in ``self.times``."""
 
     def __init__(self):
@@ -333,19 +326,8 @@ class EpochTimer(_keras_callback_base()):
 
 
 # --------------------------------------------------------------------------- #
-# Heads and a complete fine-tuning run
+# A complete fine-tuning run
 # --------------------------------------------------------------------------- #
-def make_head(num_classes: int, input_shape: tuple[int, ...], dropout: float = 0.2, name: str = "head"):
-    """A classifier head: global average pooling (for 4-D inputs), dropout, dense logits."""
-    import keras
-
-    inputs = keras.Input(input_shape)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs) if len(input_shape) == 3 else inputs
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
 @dataclass
 class FineTuneData:
     """Images and labels for a fine-tuning run (float32 0..255 NHWC, int labels)."""
@@ -375,7 +357,27 @@ class FineTuneResult:
     trainable_params: int
     trained_blocks: list[str]
     shift: dict[str, float] = field(default_factory=dict)  # block -> relative weight change
-    model: object = field(default=None, repr=False)  # the trained model (on activations at the cut)
+    graph: object = field(default=None, repr=False)  # the (reused) compiled model that trained
+    weights: list = field(default=None, repr=False)  # its weights at the end of this run
+
+    @property
+    def model(self):
+        """The trained model (a copy of its own, uncompiled), built on first access.
+
+        Its input is the **activations at the cut** (see :func:`cut_activations`),
+        not images: ``result.model.predict(cut_activations(base, result.blocks,
+        data)[2])`` scores the test images. At depth 0 the input is the frozen
+        base's output. Later :func:`fine_tune` calls do not change it.
+        """
+        if self.__dict__.get("_model") is None:
+            state = random.getstate()
+            try:
+                copy = keras.models.clone_model(self.graph)
+            finally:
+                random.setstate(state)
+            copy.set_weights(self.weights)
+            self.__dict__["_model"] = copy
+        return self.__dict__["_model"]
 
     def summary(self) -> str:
         """One line for a notebook: depth, learning rate, accuracies."""
@@ -383,10 +385,11 @@ class FineTuneResult:
                 f"train {self.train_accuracy:.3f}  val {self.val_accuracy:.3f}  test {self.test_accuracy:.3f}")
 
 
-def _accuracy(model, x, y, batch_size: int = 256) -> float:
-    logits = np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
-                             for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 1))
-    return float(np.mean(np.argmax(logits, axis=1) == y)) if len(x) else float("nan")
+def _accuracy(model, x, y) -> float:
+    """Accuracy of a compiled ``model`` on ``(x, y)``, by ``model.evaluate``; NaN when empty."""
+    if not len(x):
+        return float("nan")
+    return float(model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)["accuracy"])
 
 
 def weight_shift(before: dict[str, list[np.ndarray]], model, blocks) -> dict[str, float]:
@@ -423,19 +426,27 @@ def cut_activations(base, blocks: int, data: FineTuneData) -> tuple[np.ndarray, 
 
 
 def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tuple[int, ...],
-                          train_bn: bool = False):
+                          train_bn: bool = False, seed: int = 0):
     """The model :func:`fine_tune` trains: a copy of the top ``blocks`` blocks, then a head.
 
     It maps activations at the cut (shape ``input_shape``, see
     :func:`cut_activations`) to logits: the copied top blocks (BatchNorm frozen
     and in inference mode unless ``train_bn``), global average pooling,
     dropout 0.2 and a dense layer named ``"logits"``. ``base`` is not modified.
+    ``seed`` seeds the dropout and the dense layer's initial weights, so the
+    model does not depend on (or change) any global random state.
     Returns ``(model, top_copy, trained_block_names)``; ``top_copy`` is
     ``None`` at depth 0. Not compiled.
     """
-    import keras
+    state = random.getstate()  # Keras draws default layer seeds from Python's `random`: give it back
+    try:
+        return _build_fine_tune_model(base, blocks, num_classes, input_shape, train_bn, seed)
+    finally:
+        random.setstate(state)
 
-    block_list = _blocks(base)
+
+def _build_fine_tune_model(base, blocks, num_classes, input_shape, train_bn, seed):
+    block_list = backbone_blocks(base)
     depth = _check_depth(blocks, len(block_list))
     _, top = split_at_depth(base, depth)
     inputs = keras.Input(tuple(input_shape))
@@ -450,32 +461,25 @@ def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tupl
         x = top_copy(x, training=None if train_bn else False)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(0.2, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Dropout(0.2, seed=seed, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed),
+                                 name="logits")(x)
     return keras.Model(inputs, outputs, name=f"finetune_depth{depth}"), top_copy, trained
 
 
 def _compile_classifier(model, learning_rate: float):
     """Compile ``model`` (logits out) with Adam, sparse cross-entropy and accuracy; return it."""
-    import keras
-
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model
 
 
+# Used by experiments.py until issue 11 lands its own model handling; fine_tune does not use them.
 def _seed_variables(model) -> list:
-    """The dropout layers' random-seed states of ``model`` (``[seed, counter]`` each)."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 def _restart_compiled(model, weights: list, seed_states: list, learning_rate: float | None = None):
-    """Give a reused compiled model the start a newly built and compiled one would have.
-
-    Sets ``weights`` and the dropout ``seed_states``, zeroes the optimizer's
-    moments and step count and, if given, sets its ``learning_rate``. Costs
-    milliseconds, where compiling anew costs a second or two of tracing.
-    """
     model.set_weights(weights)
     for var, state in zip(_seed_variables(model), seed_states):
         var.assign(np.asarray(state, dtype=var.dtype))
@@ -487,38 +491,65 @@ def _restart_compiled(model, weights: list, seed_states: list, learning_rate: fl
     return model
 
 
-#: Compiled fine-tuning models, per base and graph (see :func:`_compiled`).
+#: Compiled fine-tuning models, per base (weakly) and graph, with the state each starts from.
+#: Compiling and tracing a new model costs about 2.5 s per fine_tune call on 2 cores
+#: (2.8 s reused vs 5.4 s rebuilt at depth 1, measured side by side; tests/benchmarks/README.md).
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled(base, fresh, key: tuple, learning_rate: float):
-    """A compiled model with ``fresh``'s graph, starting exactly where ``fresh`` starts.
+def _compiled_model(base, depth: int, input_shape: tuple, num_classes: int, train_bn: bool, seed: int):
+    """``(model, top_copy, trained_blocks)``: a compiled fine-tuning model in its starting state.
 
-    The first call for a ``(base, key)`` compiles ``fresh`` itself and keeps it.
-    Later calls reuse that compiled model, restarted with ``fresh``'s weights and
-    dropout seeds (:func:`_restart_compiled`): training is the same as on a
-    newly compiled ``fresh``, without tracing again.
+    The first call for a graph builds and compiles it (:func:`build_fine_tune_model`)
+    and records every variable of the model (weights, dropout seed state) and of
+    its optimizer (built now: moments, step count). Later calls put those values
+    back (public ``variables`` and ``assign`` only) and copy the top blocks'
+    weights from ``base`` again, so a run is the same as on a new model, without
+    tracing the training step again.
     """
+    key = (depth, tuple(input_shape), num_classes, train_bn, seed)
     models = _COMPILED.setdefault(base, {})
-    model = models.get(key)
-    if model is None:
-        models[key] = _compile_classifier(fresh, learning_rate)
-        return fresh
-    return _restart_compiled(model, fresh.get_weights(), [v.numpy() for v in _seed_variables(fresh)],
-                             learning_rate)
+    if key not in models:
+        model, top_copy, trained = build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)
+        _compile_classifier(model, 1e-3)
+        model.optimizer.build(model.trainable_variables)
+        start = [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables]
+        models[key] = (model, top_copy, trained, start)
+        return model, top_copy, trained
+    model, top_copy, trained, (variables, optimizer_variables) = models[key]
+    for var, value in zip(model.variables, variables):
+        var.assign(value)
+    for var, value in zip(model.optimizer.variables, optimizer_variables):
+        var.assign(value)
+    if top_copy is not None:  # the base's weights may have changed since
+        for layer in top_copy.layers:
+            if layer.weights:
+                layer.set_weights(base.get_layer(layer.name).get_weights())
+    return model, top_copy, trained
 
 
-def _detached_copy(model):
-    """An uncompiled copy of ``model``'s graph, built without touching the global random state."""
-    import random
+class ShuffledBatches(keras.utils.PyDataset):
+    """``(x, y)`` in batches, in a new order every epoch drawn from ``seed`` alone.
 
-    import keras
+    ``model.fit(x, y, shuffle=True)`` shuffles with TensorFlow's global random
+    state; this keeps a run's order independent of it (and leaves it alone).
+    """
 
-    state = random.getstate()  # Keras draws default seeds from Python's `random` when building layers
-    try:
-        return keras.models.clone_model(model)
-    finally:
-        random.setstate(state)
+    def __init__(self, x, y, batch_size: int = 32, seed: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, np.asarray(y), int(batch_size)
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(self.x))
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.x[idx], self.y[idx]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.x))
 
 
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
@@ -534,36 +565,32 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     ``train_bn=True`` lets BatchNorm run in training mode (the classic mistake,
     for demonstrations). ``activations`` may pass precomputed
     ``(train, val, test)`` activations at the cut (see :func:`cut_activations`).
+    ``seed`` alone fixes the run (dropout, the head's initial weights when
+    ``head_weights`` is None, the order of the batches): the global random
+    state is neither read nor changed.
     """
-    import keras
-
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and np.isfinite(learning_rate)):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}; "
                          "fine tuning usually uses 1e-5 to 1e-3.")
     if int(epochs) < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs!r}.")
-    block_list = _blocks(base)
+    block_list = backbone_blocks(base)
     depth = _check_depth(blocks, len(block_list))
 
     t0 = time.perf_counter()
     acts = cut_activations(base, depth, data) if activations is None else activations
     cache_seconds = time.perf_counter() - t0
 
-    keras.utils.set_random_seed(seed)
-    fresh, top_copy, trained = build_fine_tune_model(base, depth, data.num_classes, acts[0].shape[1:],
-                                                     train_bn=train_bn)
+    model, top_copy, trained = _compiled_model(base, depth, acts[0].shape[1:], data.num_classes, train_bn, seed)
     if head_weights is not None:
-        fresh.get_layer("logits").set_weights(head_weights)
+        model.get_layer("logits").set_weights(head_weights)
+    model.optimizer.learning_rate = float(learning_rate)
     before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top_copy is not None else [])}
-    model = _compiled(base, fresh, (depth, tuple(acts[0].shape[1:]), data.num_classes, train_bn),
-                      float(learning_rate))
     callbacks = [GuardRails()] if guard and not train_bn else []
     t1 = time.perf_counter()
-    hist = model.fit(acts[0], data.y_train, validation_data=(acts[1], data.y_val), epochs=int(epochs),
-                     batch_size=batch_size, verbose=0, callbacks=callbacks)
+    hist = model.fit(ShuffledBatches(acts[0], data.y_train, batch_size, seed),
+                     validation_data=(acts[1], data.y_val), epochs=int(epochs), verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - t1
-    owned = fresh if model is not fresh else _detached_copy(model)  # later runs reuse `model`
-    owned.set_weights(model.get_weights())
     shift = weight_shift(before, top_copy, block_list) if top_copy is not None else {}
     return FineTuneResult(
         blocks=depth, learning_rate=float(learning_rate), epochs=int(epochs),
@@ -573,4 +600,4 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
-        model=owned)
+        graph=model, weights=model.get_weights())
