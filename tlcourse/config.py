@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import numbers
 import os
 import tempfile
 from contextlib import contextmanager
@@ -84,13 +84,25 @@ def atomic_write(path: Path | str):
         raise
 
 
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (weights, datasets, downloads)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+#: Input sizes (pixels per side) a course backbone accepts: below 32 px Lite0's
+#: five stride-2 stages leave nothing; above 512 px a CPU course gains nothing.
+MODEL_IMAGE_SIZES = (32, 512)
+#: Sizes the dataset loaders accept (images alone may be smaller, e.g. 28 px for a CNN).
+DATA_IMAGE_SIZES = (8, 1024)
+
+
+def check_image_size(image_size, sizes: tuple[int, int] = MODEL_IMAGE_SIZES) -> int:
+    """Return ``image_size`` as an int, or raise ``ValueError`` saying the valid range.
+
+    The one image-size check of the course: models use :data:`MODEL_IMAGE_SIZES`,
+    the dataset loaders :data:`DATA_IMAGE_SIZES`.
+    """
+    low, high = sizes
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) \
+            or not low <= image_size <= high:
+        raise ValueError(f"image_size must be a whole number of pixels from {low} to {high}, "
+                         f"got {image_size!r}")
+    return int(image_size)
 
 
 def repo_root() -> Path:

