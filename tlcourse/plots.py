@@ -212,11 +212,11 @@ def plot_blocks(base, ax=None, title: str | None = None):
 
 def plot_confusion(y_true, y_pred, class_names, ax=None, title: str | None = None):
     """Confusion matrix (rows: true class, columns: predicted) with counts. Returns the figure."""
+    from sklearn.metrics import confusion_matrix
+
     fig, ax = _axes(ax, (5, 4.5))
     k = len(class_names)
-    cm = np.zeros((k, k), dtype=int)
-    for t, p in zip(np.asarray(y_true), np.asarray(y_pred)):
-        cm[int(t), int(p)] += 1
+    cm = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=np.arange(k))
     ax.imshow(cm, cmap="Blues")
     for i in range(k):
         for j in range(k):
@@ -232,12 +232,15 @@ def plot_confusion(y_true, y_pred, class_names, ax=None, title: str | None = Non
 
 
 def pca_2d(features: np.ndarray) -> np.ndarray:
-    """Project features onto their first two principal components (plain NumPy SVD)."""
+    """Project features onto their first two principal components (scikit-learn's ``PCA``).
+
+    Each component's sign is chosen so that its largest projection is positive,
+    so the picture does not flip between runs or library versions.
+    """
+    from sklearn.decomposition import PCA
+
     f = np.asarray(features, dtype="float64").reshape(len(features), -1)
-    f = f - f.mean(axis=0)
-    _, _, vt = np.linalg.svd(f, full_matrices=False)
-    proj = f @ vt[:2].T
-    # fix the sign so the picture does not flip between runs
+    proj = PCA(n_components=2, svd_solver="full").fit_transform(f)
     signs = np.sign(proj[np.abs(proj).argmax(axis=0), [0, 1]])
     return proj * np.where(signs == 0, 1, signs)
 

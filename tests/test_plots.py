@@ -1,0 +1,66 @@
+"""Plot helpers: they draw what they are given (any dataset name), computed by scikit-learn."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from tlcourse import plots  # noqa: E402
+
+
+def test_pca_2d_finds_the_directions_of_largest_spread():
+    rng = np.random.default_rng(0)
+    # 3-D points spread mostly along (1, 1, 0), then along (0, 0, 1)
+    t = rng.normal(size=(200, 3)) * [10.0, 3.0, 0.1]
+    basis = np.array([[1, 1, 0], [0, 0, 1], [1, -1, 0]]) / np.array([[2 ** 0.5], [1], [2 ** 0.5]])
+    x = t @ basis + 5.0
+    proj = plots.pca_2d(x)
+    centred = x - x.mean(axis=0)
+    for k, direction in enumerate(basis[:2]):
+        expected = centred @ direction
+        assert abs(np.corrcoef(proj[:, k], expected)[0, 1]) > 0.999
+        assert proj[np.abs(proj[:, k]).argmax(), k] > 0  # the sign rule: no flipping
+    np.testing.assert_allclose(plots.pca_2d(x[::-1])[::-1], proj, atol=1e-9)
+
+
+def test_plot_confusion_counts_each_true_and_predicted_pair():
+    y_true = [0, 0, 1, 2, 2, 2]
+    y_pred = [0, 1, 1, 2, 2, 0]
+    fig = plots.plot_confusion(y_true, y_pred, ["cat", "dog", "bird"])
+    ax = fig.axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in ax.texts}
+    assert cells == {(0, 0): 1, (0, 1): 1, (1, 1): 1, (2, 2): 2, (2, 0): 1}  # (true row, predicted column)
+    assert ax.get_title() == "accuracy 0.667"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "bird"]
+
+
+def _records(dataset: str) -> list[dict]:
+    out = []
+    for method, base in (("feature_extraction", 0.6), ("fine_tuning", 0.7)):
+        for per_class in (5, 20):
+            for seed in (0, 1):
+                acc = base + per_class / 100 + seed / 100
+                out.append(dict(dataset=dataset, method=method, per_class=per_class, n_train=per_class * 4,
+                                seed=seed, test_accuracy=acc, total_seconds=1.0 + seed))
+    return out
+
+
+@pytest.mark.parametrize("dataset", ["eurosat", "my own pictures"])
+def test_plot_comparison_draws_any_dataset(dataset):
+    fig = plots.plot_comparison(_records(dataset) + _records("clipart"), dataset)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["feature extraction", "fine tuning"] and ax.get_title() == dataset
+    means = [container.lines[0].get_ydata().tolist() for container in ax.containers]
+    assert means == [pytest.approx([0.655, 0.805]), pytest.approx([0.755, 0.905])]  # mean over seeds
+
+
+def test_plot_history_accepts_histories_and_offsets():
+    fig = plots.plot_history({"a": {"accuracy": [0.1, 0.2], "val_accuracy": [0.3, 0.4]},
+                              "b": ({"val_accuracy": [0.5]}, 2)})
+    lines = fig.axes[0].lines
+    assert [line.get_xdata().tolist() for line in lines] == [[1, 2], [1, 2], [3]]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a (train)", "a (val)", "b (val)"]
