@@ -324,3 +324,23 @@ def test_plot_image_grid_from_dataset():
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_image_grid(np.zeros((0, 8, 8, 3)), [], None)
+
+
+def test_load_folder_split_is_stratified_seeded_and_explains_too_few(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "balanced"
+    for cls, n in (("a", 10), ("b", 20)):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 10, 0, 0)).save(root / cls / f"{i}.png")
+    s = data.load_folder(root, image_size=8, val_fraction=0.2, test_fraction=0.1, as_numpy=True, seed=0)
+    assert np.bincount(s.val[1]).tolist() == [2, 4] and np.bincount(s.test[1]).tolist() == [1, 2]
+    again = data.load_folder(root, image_size=8, val_fraction=0.2, test_fraction=0.1, as_numpy=True, seed=0)
+    other = data.load_folder(root, image_size=8, val_fraction=0.2, test_fraction=0.1, as_numpy=True, seed=1)
+    np.testing.assert_array_equal(s.val[0], again.val[0])
+    assert not np.array_equal(s.val[0], other.val[0])
+    for f in list((root / "a").iterdir())[1:]:
+        f.unlink()  # class "a" keeps one picture: it cannot be split
+    with pytest.raises(ValueError, match="every class needs a few readable pictures"):
+        data.load_folder(root, image_size=8)

@@ -539,15 +539,16 @@ def load_folder(
     ``image_dataset_from_directory``; ``crop_to_aspect_ratio=True`` centre-crops).
     Hidden files and folders (``.ipynb_checkpoints``) are ignored.
 
-    The split is stratified and seeded: ``val_fraction`` of each class goes to
-    ``val`` (at least one picture when a class has two or more), ``test_fraction``
-    to ``test``; with the default ``test_fraction=0`` ``test`` is ``None``.
+    The split is stratified and seeded (scikit-learn's ``train_test_split`` with
+    ``stratify``): ``test_fraction`` of the pictures go to ``test``, then
+    ``val_fraction`` (of all pictures) to ``val``, in the proportions of the
+    classes; with the default ``test_fraction=0`` ``test`` is ``None``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         NotADirectoryError: ``path`` is a file.
-        ValueError: no class subfolders, a single class, or a class without
-            any readable picture.
+        ValueError: no class subfolders, a single class, a class without
+            any readable picture, or too few pictures to split by class.
     """
     root = Path(path).expanduser()
     image_size = check_image_size(image_size, DATA_IMAGE_SIZES)
@@ -601,27 +602,25 @@ def load_folder(
         raise ValueError(f"no readable pictures in class folder(s): {', '.join(empty)} (under {root})")
     x = np.stack(images)
     y = np.asarray(labels, np.int32)
-    rng = np.random.default_rng(seed)
-    part = np.zeros(len(y), np.int8)
-    for c in range(len(class_names)):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        n = len(idx)
-        n_val = int(round(n * val_fraction))
-        n_test = int(round(n * test_fraction))
-        if val_fraction > 0 and n >= 2:
-            n_val = max(1, n_val)
-        if test_fraction > 0 and n >= 3:
-            n_test = max(1, n_test)
-        n_val = min(n_val, max(0, n - 1))
-        n_test = min(n_test, max(0, n - 1 - n_val))
-        part[idx[:n_val]] = 1
-        part[idx[n_val:n_val + n_test]] = 2
-    raw: dict[str, Any] = {
-        "train": (x[part == 0], y[part == 0]),
-        "val": (x[part == 1], y[part == 1]),
-        "test": (x[part == 2], y[part == 2]) if test_fraction > 0 else None,
-    }
+    rest, test = _stratified_split(np.arange(len(y)), y, test_fraction, seed, root)
+    train, val = _stratified_split(rest, y, val_fraction / (1.0 - test_fraction), seed, root)
+    raw: dict[str, Any] = {"train": (x[train], y[train]), "val": (x[val], y[val]),
+                           "test": (x[test], y[test]) if test_fraction > 0 else None}
     return _assemble(raw, class_names, image_size, batch_size, seed, as_numpy, skipped)
+
+
+def _stratified_split(idx: np.ndarray, y: np.ndarray, fraction: float, seed: int, root: Path):
+    """``(kept, split off)``: ``fraction`` of ``idx`` split off per class (scikit-learn), sorted."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction == 0:
+        return idx, idx[:0]
+    try:
+        kept, off = train_test_split(idx, test_size=fraction, stratify=y[idx], random_state=seed)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the pictures in {root} by class ({exc}): every class needs a "
+                         "few readable pictures; add some, or lower val_fraction / test_fraction") from exc
+    return np.sort(kept), np.sort(off)
 
 
 # ---------------------------------------------------------------- downloads
