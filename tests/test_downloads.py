@@ -121,10 +121,18 @@ def _cache(tmp_path) -> Path:
     return tmp_path / "cache" / "datasets"
 
 
-def test_real_registry_entries_are_pinned():
-    assert data.REMOTE["eurosat"].known_hash.startswith("sha256:8ebea626")
-    assert data.REMOTE["pneumoniamnist"].known_hash == "md5:28209eda62fecd6e6a2d98b1501bb15f"
-    assert "10519652" in data.REMOTE["pneumoniamnist"].url
+def test_real_registry_entries_are_pinned_and_checkable():
+    """Every download names fixed bytes: a hash pooch can check, a URL that cannot drift."""
+    import re
+
+    lengths = {"md5": 32, "sha256": 64}
+    for name, rf in data.REMOTE.items():
+        alg, _, digest = rf.known_hash.partition(":")
+        assert len(digest) == lengths[alg] and int(digest, 16) >= 0, name
+        assert rf.url.startswith("https://") and rf.url.split("?")[0].endswith(rf.filename), name
+        if "huggingface.co" in rf.url:  # a revision, not a branch name that can move
+            assert re.search(r"/resolve/[0-9a-f]{40}/", rf.url), rf.url
+        assert all(u.split("?")[0].endswith(rf.filename) for u in rf.fallback_urls), name
 
 
 def test_good_download_then_cached(registry, server, tmp_path):
@@ -207,3 +215,19 @@ def test_load_downloaded_datasets(registry):
     x, y = next(iter(e.train))
     assert tuple(x.shape) == (8, 64, 64, 3)
     assert sum(e.counts.values()) == 60 and e.counts["val"] == 10 and e.counts["test"] == 10
+
+
+def test_a_failing_source_falls_back_to_the_next(registry, server, monkeypatch, tmp_path):
+    monkeypatch.delenv(data.URL_ENV)
+    zp = server.files["EuroSAT.zip"]
+    server.files["mirror/EuroSAT.zip"] = zp[:-10] + b"0123456789"  # the mirror serves a changed file
+    monkeypatch.setitem(data.REMOTE, "eurosat", data.RemoteFile(
+        "EuroSAT.zip", f"{server.url}/gone/EuroSAT.zip", registry["eurosat"].known_hash, len(zp), 0.01,
+        "MIT", "-", fallback_urls=(f"{server.url}/mirror/EuroSAT.zip", f"{server.url}/EuroSAT.zip")))
+    with pytest.warns(UserWarning, match="Trying the next source") as caught:
+        path = data.download_dataset("eurosat", progress=False)
+    assert path.read_bytes() == zp
+    assert len(caught) == 2 and "404" in str(caught[0].message) and "hash" in str(caught[1].message)
+    assert server.hits == {"gone/EuroSAT.zip": 1, "mirror/EuroSAT.zip": 1, "EuroSAT.zip": 1}
+    server.files = {}  # cached now: no network needed
+    assert data.download_dataset("eurosat", progress=False) == path

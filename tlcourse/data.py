@@ -103,20 +103,27 @@ class RemoteFile:
     licence: str
     homepage: str
     description: str = ""
+    fallback_urls: tuple[str, ...] = ()  # tried in order when ``url`` fails
 
 
 REMOTE: dict[str, RemoteFile] = {
     "eurosat": RemoteFile(
         filename="EuroSAT.zip",
-        # The URL and sha256 published in TensorFlow Datasets
-        # (tensorflow_datasets/url_checksums/eurosat.txt).
-        url="http://madm.dfki.de/files/sentinel/EuroSAT.zip",
-        known_hash="sha256:8ebea626349354c5328b142b96d0430e647051f26efc2dc974c843f25ecf70bd",
+        # The original host (madm.dfki.de) no longer serves the file. torchvision
+        # (torchvision/datasets/eurosat.py) now fetches it from the torchgeo dataset
+        # repository on the Hugging Face Hub, pinned to a revision, with the md5 it
+        # always checked for the original: the same bytes. TensorFlow Datasets records
+        # the original's size and sha256 (url_checksums/eurosat.txt): 94,280,567 bytes,
+        # sha256 8ebea626349354c5328b142b96d0430e647051f26efc2dc974c843f25ecf70bd.
+        url="https://huggingface.co/datasets/torchgeo/eurosat/resolve/"
+            "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
+        known_hash="md5:c8fa014336c82ac7804f0398fcb19387",
         size=94_280_567,
         approx_mb=94,
         licence="MIT",
         homepage="https://github.com/phelber/EuroSAT",
         description="EuroSAT RGB: 27,000 Sentinel-2 patches, 64x64, 10 land-use classes",
+        fallback_urls=("http://madm.dfki.de/files/sentinel/EuroSAT.zip",),
     ),
     "pneumoniamnist": RemoteFile(
         filename="pneumoniamnist.npz",
@@ -655,7 +662,8 @@ class _SetAsideDownloader:
 
 def _manual_help(name: str, rf: RemoteFile, url: str, dest: Path) -> str:
     return (
-        f"To fetch it by hand: download {url}\n  (or {rf.url}) and save it as {dest}\n"
+        f"To fetch it by hand: download {url}\n"
+        f"  (or {' or '.join([rf.url, *rf.fallback_urls])}) and save it as {dest}\n"
         f"  then check it: it must have {rf.known_hash}. Or run `python -m tlcourse prefetch {name}` "
         f"on a machine with internet and copy {dest.parent} over (set TLCOURSE_CACHE to move the cache)."
     )
@@ -683,13 +691,12 @@ def download_dataset(
         cache: folder for the file; default ``cache_dir("datasets")``
             (``$TLCOURSE_CACHE/datasets``).
         progress: show a tqdm progress bar.
-        base_url: fetch ``<base_url>/<filename>`` instead of the published URL
+        base_url: fetch ``<base_url>/<filename>`` instead of the published URLs
             (a mirror or a local server); default ``$TLCOURSE_DATASETS_URL``.
+            Without it, the registry's ``url`` is tried first, then each of its
+            ``fallback_urls`` (with a warning) if the one before failed.
         timeout: seconds to wait for the server between bytes.
     """
-    import pooch
-    import requests
-
     if name not in REMOTE:
         if name in EMBEDDED:
             raise ValueError(f"{name!r} ships with the course in datasets/; nothing to download")
@@ -712,11 +719,27 @@ def download_dataset(
         bad = _set_aside(dest)
         warnings.warn(f"cached {dest.name} had the wrong hash; moved to {bad.name}, downloading again",
                       stacklevel=2)
+    urls = [url] if (base_url or os.environ.get(URL_ENV)) else [rf.url, *rf.fallback_urls]
+    for i, url in enumerate(urls):
+        try:
+            return _retrieve(name, rf, url, dest, progress, timeout)
+        except DownloadError as exc:
+            if i + 1 == len(urls):
+                raise
+            warnings.warn(f"{exc}\nTrying the next source: {urls[i + 1]}", stacklevel=2)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retrieve(name: str, rf: RemoteFile, url: str, dest: Path, progress: bool, timeout: float) -> Path:
+    """One ``pooch.retrieve`` of ``url`` into ``dest``; every failure becomes a :class:`DownloadError`."""
+    import pooch
+    import requests
+
     downloader = _SetAsideDownloader(
         pooch.HTTPDownloader(progressbar=progress, timeout=timeout), rf.known_hash, dest
     )
     try:
-        out = pooch.retrieve(url, known_hash=rf.known_hash, fname=rf.filename, path=folder,
+        out = pooch.retrieve(url, known_hash=rf.known_hash, fname=rf.filename, path=dest.parent,
                              downloader=downloader, progressbar=progress)
     except ValueError as exc:  # pooch: hash mismatch (temporary file already deleted)
         raise DownloadError(
