@@ -20,8 +20,39 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = REPO / "notebooks"
+#: The notebook the browser test opens, built here (not stored, so nbval never collects it):
+#: the fine-tuning panel of notebook 02 on a small real problem (clip art at 64 px, 8 training
+#: pictures per class, a stage-1 head trained on the frozen base's features), so that Run All
+#: takes seconds, not the minutes of the whole notebook 02.
+PANEL_NOTEBOOK = "panel.ipynb"
+PANEL_CELLS = [
+    "import tlcourse\n\nprint(tlcourse.setup_course(seed=0, threads=2))",
+    """import types
+
+import keras
+import numpy as np
+
+from tlcourse import backbones, data, training, widgets
+
+splits = data.load_dataset("clipart", image_size=64, per_class=8, as_numpy=True)
+(x_train, y_train), (x_val, y_val), (x_test, y_test) = splits.train, splits.val, splits.test
+base = backbones.load_backbone("efficientnet_lite0", image_size=64)
+base.trainable = False
+f_train, f_val, f_test = (training.extract_features(base, x).mean(axis=(1, 2)) for x in (x_train, x_val, x_test))
+head = keras.Sequential([keras.Input((1280,)), keras.layers.Dense(splits.num_classes, name="logits")])
+head.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+             metrics=["accuracy"])
+stage1 = head.fit(f_train, y_train, validation_data=(f_val, y_val), epochs=10, verbose=0)
+baseline = types.SimpleNamespace(history=stage1.history, test_accuracy=head.evaluate(f_test, y_test, verbose=0)[1])
+train_data = training.FineTuneData(x_train, y_train, x_val, y_val, x_test, y_test, splits.num_classes)""",
+    """lab = widgets.FineTuneLab(base, head.get_layer("logits").get_weights(), train_data, baseline=baseline)
+panel = widgets.fine_tune_panel(lab, depth=3, learning_rate=1e-4, epochs=1)
+panel""",
+    """panel.depth.value = 2
+panel.learning_rate.value = 3e-4
+panel.train_button.click()
+assert panel.result.blocks == 2 and panel.error is None""",
+]
 
 CHROMIUM_CANDIDATES = [
     "/usr/lib/chromium/chromium-headless-shell",  # Debian 12 package chromium-headless-shell
@@ -114,14 +145,18 @@ def browser():
 
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory):
-    """A token-less JupyterLab on 127.0.0.1 serving a temp copy of ``notebooks/``.
+    """A token-less JupyterLab on 127.0.0.1 serving a temp folder with :data:`PANEL_NOTEBOOK`.
 
-    Yields ``(base_url, root_dir)``. The real notebooks are never opened, so
-    nothing the browser saves can reach the repository.
+    Yields ``(base_url, root_dir)``. Nothing the browser saves can reach the repository.
     """
+    import nbformat
+
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "notebooks"
-    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in PANEL_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / PANEL_NOTEBOOK)
     settings = tmp / "user-settings"
     for rel, value in LAB_SETTINGS.items():
         path = settings / rel
