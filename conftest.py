@@ -16,8 +16,9 @@ def pytest_collectstart(collector):
     """Leave stderr out of nbval's comparison.
 
     Under Jupyter, TensorFlow's C++ log lines land in a stored notebook's
-    stderr; under nbval ipykernel does not capture them, so the two never
-    match (shared notes §7). The guard keeps other collectors working.
+    stderr; under nbval they do not (ipykernel turns off capturing file
+    descriptor 2 when ``PYTEST_CURRENT_TEST`` is set), so the two never match.
+    The ``hasattr`` guard keeps other collectors working.
     """
     if hasattr(collector, "skip_compare"):
         collector.skip_compare += ("stderr",)

@@ -369,8 +369,9 @@ def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int,
                       class_names: list[str] | None = None) -> np.ndarray:
     """Indices of ``per_class`` examples of each class, drawn by ``seed`` (sorted).
 
-    The course's one per-class sampler: ``load_dataset(per_class=...)`` and the
-    comparison in notebook 03 pick the same images for the same seed. ``None``
+    The course's one per-class sampler: ``load_dataset(per_class=...)`` uses it, so
+    any code that also does (the comparison of notebook 03) picks the same images
+    for the same seed. ``None``
     keeps everything. Asking for more than a class holds gives a clear error
     (naming the class from ``class_names`` when given).
     """

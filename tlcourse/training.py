@@ -12,8 +12,8 @@ The notebooks show the teaching code (``base.trainable = False``, ``compile``,
 * :class:`GuardRails` is a Keras callback that catches the two classic
   fine-tuning mistakes: ``trainable`` changed without recompiling, and
   BatchNorm statistics drifting because it runs in training mode.
-* :func:`fine_tune` is one complete, cached fine-tuning run: the function the
-  sliders in notebook 02 and the experiments in notebook 03 call.
+* :func:`fine_tune` is one complete, cached fine-tuning run: the function
+  notebook 02's depth x learning-rate map and its sliders call.
 """
 
 from __future__ import annotations

@@ -1,0 +1,56 @@
+"""setup_course and the course-wide settings, each in a fresh interpreter (TensorFlow not yet imported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tlcourse import config
+
+SCRIPT = r"""
+import json, os, random, warnings
+import numpy as np
+import tlcourse
+
+info = tlcourse.setup_course(seed=3, threads=1, fast_kernels=True)
+import tensorflow as tf
+draws = [random.random(), float(np.random.rand()), float(tf.random.uniform(()))]
+random.seed(3); np.random.seed(3); tf.random.set_seed(3)
+expected = [random.random(), float(np.random.rand()), float(tf.random.uniform(()))]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    again = tlcourse.setup_course(seed=3, fast_kernels=False)  # too late to switch oneDNN off
+print(json.dumps({"info": info, "same_draws": draws == expected,
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+                  "onednn_env": os.environ["TF_ENABLE_ONEDNN_OPTS"], "again": again,
+                  "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.slow
+def test_setup_course_seeds_pins_threads_and_says_when_it_is_too_late():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["info"]["threads"] == 1 and out["inter"] == 1 and out["info"]["seed"] == 3
+    assert out["info"]["onednn"] == "on" and out["onednn_env"] == "1"
+    assert out["same_draws"], "Python, NumPy and TensorFlow are seeded with `seed`"
+    assert out["again"]["onednn"] == "on"  # the first setting stays ...
+    assert any("already imported" in w and "restart the kernel" in w for w in out["warnings"])  # ... and it says so
+
+
+@pytest.mark.parametrize("size, sizes", [(32, config.MODEL_IMAGE_SIZES), (512, config.MODEL_IMAGE_SIZES),
+                                         (8, config.DATA_IMAGE_SIZES)])
+def test_check_image_size_accepts_the_range(size, sizes):
+    assert config.check_image_size(size, sizes) == size
+
+
+@pytest.mark.parametrize("bad", [31, 513, 64.0, "64", True, None])
+def test_check_image_size_says_the_range(bad):
+    with pytest.raises(ValueError, match="from 32 to 512"):
+        config.check_image_size(bad)
