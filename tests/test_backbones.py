@@ -156,8 +156,8 @@ def test_torch_free_reader_matches_the_conversion():
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_bn0.num_batches_tracked"].shape == ()
     assert state["_fc.weight"].dtype == np.float32
-    arrays = B._load_lite0_arrays()
-    np.testing.assert_array_equal(arrays["stem_conv/0"],
+    model = B.load_backbone(image_size=32)
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
                                   state["_conv_stem.weight"].transpose(2, 3, 1, 0))
 
 
@@ -299,9 +299,10 @@ def test_tampered_source_raises_and_is_left_alone(monkeypatch, tmp_path):
     assert not any(tmp_path.rglob("*.npz"))  # nothing written anywhere
 
 
-def test_missing_source_is_a_clear_error(tmp_path):
+def test_missing_source_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "lite0_weights_path", lambda: tmp_path / "nope.pth")
     with pytest.raises(B.WeightsUnavailableError, match="force-reinstall"):
-        B._load_lite0_arrays(source=tmp_path / "nope.pth")
+        B.load_backbone(image_size=32)
 
 
 def _legacy_file(path: Path, state_pickle: bytes) -> None:

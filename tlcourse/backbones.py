@@ -354,14 +354,13 @@ def _convert_lite0(source: Path) -> dict[str, np.ndarray]:
     return _torch_to_keras(state)
 
 
-def _load_lite0_arrays(source: Path | None = None) -> dict[str, np.ndarray]:
-    """Lite0's weights keyed ``"layer/index"``, checked and converted from ``source``.
+def _load_lite0_arrays() -> dict[str, np.ndarray]:
+    """Lite0's weights keyed ``"layer/index"``, checked and converted from the packaged file.
 
-    ``source`` defaults to the packaged file (:func:`lite0_weights_path`).
     Converting takes 0.03-0.35 s, hashing included (2 shared cores,
     ``tests/benchmarks/bench_backbones.py``): too little to be worth a cache.
     """
-    return _convert_lite0(Path(source) if source is not None else lite0_weights_path())
+    return _convert_lite0(lite0_weights_path())
 
 
 def _set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
