@@ -19,7 +19,7 @@ What it sets up:
 * An admin API token for scripts (``$TLCOURSE_HUB_TOKEN``), held by the service
   ``tlcourse-admin`` with the ``admin`` role: create users, start/stop servers.
 * Caches (shared notes §9, INSTRUCTORS.md "Running the course on JupyterHub"):
-  each student writes features, Lite0's converted weights and downloads into their own
+  each student writes features and downloads into their own
   ``~/.cache/tlcourse`` (``TLCOURSE_CACHE``) and ``~/.keras`` (``KERAS_HOME``); the
   instructor's prefetched folder ``$TLCOURSE_SHARED`` (optional) is read, never written:
   ``$TLCOURSE_SHARED/cache`` (``TLCOURSE_SHARED_CACHE``, datasets) and
