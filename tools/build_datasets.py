@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pooch
 from PIL import Image
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
@@ -239,14 +240,6 @@ FASHION_COUNTS = {"train": 500, "val": 100, "test": 200}  # per class
 FASHION_SEED = 20240501
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def package_version(name: str) -> str:
     """Installed Debian version of ``name`` (empty string if unknown)."""
     try:
@@ -407,7 +400,7 @@ def write_manifest(out_dir: Path) -> Path:
         p for p in out_dir.rglob("*")
         if p.is_file() and (p.suffix in {".png", ".npz"})
     )
-    lines = [f"{_sha256(p)}  {p.relative_to(out_dir).as_posix()}" for p in files]
+    lines = [f"{pooch.file_hash(str(p))}  {p.relative_to(out_dir).as_posix()}" for p in files]
     manifest = out_dir / "MANIFEST.sha256"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
