@@ -261,15 +261,21 @@ def plot_embedding(features, labels, class_names, ax=None, title: str | None = N
 
 
 def plot_weight_shift(shift: dict[str, float], ax=None, title: str | None = None):
-    """Bar chart of how far each block's weights moved in fine tuning ("forgetting meter")."""
+    """Bar chart of how far each block's kernels moved in fine tuning (the "forgetting meter").
+
+    ``shift`` is :func:`tlcourse.training.weight_shift`'s output: per block,
+    ``||K1 - K0|| / ||K0||`` of its convolution and dense kernels (BatchNorm
+    left out), drawn in percent. 100 % means the change is as large as the
+    pretrained kernels themselves.
+    """
     fig, ax = _axes(ax, (9, 2.8))
     names = [n.replace("block_", "b") for n in shift]
     values = np.array(list(shift.values()))
     ax.bar(range(len(values)), values * 100, color=[_TRAINABLE if v > 0 else _FROZEN for v in values],
            edgecolor="black", linewidth=0.5)
     ax.set_xticks(range(len(values)), names, rotation=90, fontsize=8)
-    ax.set_ylabel("weight change (%)")
-    ax.set_title(title or "forgetting meter: relative change of each block's weights")
+    ax.set_ylabel("kernel change\n|K - K0| / |K0| (%)", fontsize=9)
+    ax.set_title(title or "forgetting meter: relative change of each block's conv kernels")
     return fig
 
 

@@ -395,23 +395,42 @@ def _accuracy(model, x, y) -> float:
     return float(model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)["accuracy"])
 
 
-def weight_shift(before: dict[str, list[np.ndarray]], model, blocks) -> dict[str, float]:
-    """Relative change ``|w - w0| / |w0|`` of each block's weights (the "forgetting meter").
+#: Variable names of the weights the forgetting meter compares: convolution,
+#: depthwise/separable convolution and dense kernels. Biases, BatchNorm's
+#: gamma/beta (frozen in fine tuning) and its moving statistics are left out.
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
-    ``before`` maps layer names to their weights before training; ``model``
-    holds layers of the same names after training; ``blocks`` is the block
-    list from :func:`tlcourse.backbones.backbone_blocks`.
+
+def weight_shift(before: dict[str, list[np.ndarray]], model, blocks) -> dict[str, float]:
+    """The "forgetting meter": how far each block's kernels moved, relative to where they started.
+
+    For every block, ``||K1 - K0|| / ||K0||`` over all its convolution,
+    depthwise and dense kernels taken together (Frobenius norms; ``K0`` before
+    training, ``K1`` after). BatchNorm layers are left out entirely: their
+    moving statistics are not trained by the optimizer and their gamma/beta
+    stay frozen in fine tuning, and including their large values would dilute
+    the change. Biases are left out too. A value of 0.01 means the kernels
+    moved by 1 % of their own size; 1.0 means the change is as large as the
+    pretrained kernels themselves.
+
+    ``before`` maps layer names to ``layer.get_weights()`` before training;
+    ``model`` holds layers of the same names after training; ``blocks`` is the
+    block list from :func:`tlcourse.backbones.backbone_blocks`. Blocks whose
+    layers are not in ``model`` or ``before`` (frozen, not copied) get 0.
     """
     names = {layer.name: layer for layer in model.layers}
     out: dict[str, float] = {}
     for block in blocks:
         num = den = 0.0
         for name in block.layers:
-            if name not in names or name not in before:
+            layer = names.get(name)
+            if layer is None or name not in before or _is_batchnorm(layer):
                 continue
-            for w0, w1 in zip(before[name], names[name].get_weights()):
-                num += float(np.sum((w1 - w0) ** 2))
-                den += float(np.sum(w0 ** 2))
+            for var, w0, w1 in zip(layer.weights, before[name], layer.get_weights()):
+                if var.name in KERNEL_NAMES:
+                    w0 = np.asarray(w0, dtype="float64")
+                    num += float(np.sum((np.asarray(w1, dtype="float64") - w0) ** 2))
+                    den += float(np.sum(w0 ** 2))
         out[block.name] = (num ** 0.5) / (den ** 0.5) if den > 0 else 0.0
     return out
 

@@ -3,7 +3,10 @@
 * every cell gets RISE/Jupyter slide metadata: a markdown cell whose metadata already
   says "slide" keeps it; others become "-" (same slide) or "fragment";
 * solution cells (tag ``solution``) keep their input collapsed;
-* the notebook metadata keeps only kernelspec, language_info name and jupytext.
+* the notebook metadata keeps only kernelspec, language_info name and jupytext;
+* TensorFlow's C++ start-up log lines (absl "All log messages before ...", "I0000 ...
+  cudart_stub ... Could not find cuda drivers") are removed from stderr outputs: no
+  environment variable silences them in TF 2.21, and a learner reads red lines as an error.
 
 Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 """
@@ -11,7 +14,29 @@ Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 from __future__ import annotations
 
 import json
+import re
 import sys
+
+#: a TensorFlow/absl C++ log line: "WARNING: All log messages before absl::InitializeLog() ..."
+#: or glog style "I0000 00:00:1795954736.021774   12151 cudart_stub.cc:31] ..."
+_TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                          r"[IWE]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]).*\n?$")
+
+
+def _strip_tf_log(outputs: list) -> list:
+    """Drop TensorFlow's C++ log lines from stderr stream outputs (and outputs left empty)."""
+    kept = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+            lines = text.splitlines(keepends=True)
+            kept_lines = [line for line in lines if not _TF_LOG_LINE.match(line)]
+            if not "".join(kept_lines).strip():
+                continue
+            if len(kept_lines) != len(lines):
+                out["text"] = kept_lines
+        kept.append(out)
+    return kept
 
 
 def normalise(path: str) -> None:
@@ -20,6 +45,8 @@ def normalise(path: str) -> None:
     for cell in nb["cells"]:
         meta = cell.setdefault("metadata", {})
         meta.pop("execution", None)
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = _strip_tf_log(cell.get("outputs", []))
         slide = meta.setdefault("slideshow", {})
         slide.setdefault("slide_type", "-")
         if "solution" in meta.get("tags", []):
