@@ -86,3 +86,13 @@ def test_lab_computation_is_a_plain_function(lab):
     assert lab.blocks_at_depth(0) == []
     assert lab.blocks_at_depth(2) == ["block_15", "head"]
     assert "trainable parameters" in lab.describe(a)
+
+
+def test_notebook_02_leaves_the_sliders_to_the_learner():
+    """Run all must not move the learner's sliders or click Train: the tests above drive the panel."""
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / "notebooks" / "02_fine_tuning.py").read_text()
+    for forbidden in ("panel.depth.value", "panel.learning_rate.value", "panel.epochs.value",
+                      "train_button.click"):
+        assert forbidden not in source, forbidden

@@ -280,12 +280,23 @@ def plot_weight_shift(shift: dict[str, float], ax=None, title: str | None = None
 
 
 def plot_heatmap(values: np.ndarray, rows, cols, row_label: str, col_label: str, ax=None,
-                 title: str | None = None, fmt: str = "{:.2f}"):
-    """Annotated heatmap (for example test accuracy over depth x learning rate). Returns the figure."""
+                 title: str | None = None, fmt: str = "{:.2f}", best="max"):
+    """Annotated heatmap (for example accuracy over depth x learning rate). Returns the figure.
+
+    ``best`` is the cell drawn bold and outlined: ``"max"`` (the default) for the
+    largest value, a ``(row, column)`` index (for example the cell chosen on
+    validation, when ``values`` are test accuracies), or ``None`` for no cell.
+    """
+    from matplotlib.patches import Rectangle
+
     fig, ax = _axes(ax, (6, 4))
     values = np.asarray(values, dtype=float)
     im = ax.imshow(values, cmap="viridis", aspect="auto", vmin=np.nanmin(values), vmax=np.nanmax(values))
-    best = np.unravel_index(np.nanargmax(values), values.shape)
+    if isinstance(best, str) and best == "max":
+        best = np.unravel_index(np.nanargmax(values), values.shape)
+    best = tuple(int(i) for i in best) if best is not None else None
+    if best is not None:
+        ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             weight = "bold" if (i, j) == best else "normal"
