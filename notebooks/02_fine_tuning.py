@@ -278,9 +278,12 @@ for depth in (1, 2, 3, 4):
 # (The output of this cell depends on what is cached, so the notebook tests do not compare it.)
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
-vgg_file = (Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
-            / backbones.keras_weights_file("vgg16")[0])
-if not vgg_file.exists():
+vgg_name = backbones.keras_weights_file("vgg16")[0]       # the file Keras caches in $KERAS_HOME/models
+folders = [os.environ.get("TLCOURSE_SHARED_KERAS_HOME"),   # a class's shared, prefetched copy, if any
+           os.environ.get("KERAS_HOME") or Path.home() / ".keras"]
+vgg_file = next((Path(f) / "models" / vgg_name for f in folders if f and (Path(f) / "models" / vgg_name).is_file()),
+                None)
+if vgg_file is None:
     print(f"VGG16's ImageNet weights are not in the Keras cache; fetch them with "
           f"`python -m tlcourse prefetch vgg16` and run this cell again.")
 else:
