@@ -377,11 +377,13 @@ axes[1].set_yscale("log")
 fig.tight_layout()
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# At 1e-2 the model collapses within the first epoch and predicts close to one class for
-# everything (chance is 0.14); its loss jumps by orders of magnitude. At 1e-4 it keeps its accuracy.
+# At 1e-2 the model collapses within the first epoch (validation accuracy below 0.3) and ends
+# near chance (0.14, the assert allows up to 0.2); its validation loss jumps more than tenfold.
+# At 1e-4 it keeps its accuracy.
 
 # %% slideshow={"slide_type": "-"}
-assert high.test_accuracy < 0.5 < low.test_accuracy, "the learning-rate story changed: update the text"
+assert high.history["val_accuracy"][0] < 0.3 and high.test_accuracy < 0.2 < 0.5 < low.test_accuracy
+assert high.history["val_loss"][0] > 10 * stage1.history["val_loss"][-1], "the learning-rate story changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### 5b. The forgetting meter
@@ -469,26 +471,26 @@ plots.plot_heatmap(test_map, depths, [f"{lr:.0e}" for lr in rates], "blocks unfr
 fig.tight_layout()
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# How to read it, row by row (validation, 75 images, so one image is 0.013):
-# * **1e-5** (left column) changes nothing in 4 epochs: every depth stays within 3 images of the
-#   frozen baseline. Too gentle.
-# * **1e-2** (right column) is harmless with only the top block (`head`, one 1x1 convolution)
-#   unfrozen, but collapses the model as soon as 2 or more blocks train.
-# * **1e-3**, the head's own rate, is as good as 1e-4 with 1 or 2 blocks (within 3 images of the
-#   best cell of its row), but already falls behind 1e-4 with 4 blocks.
+# How to read it, column by column (validation, 75 images, so one image is 0.013):
+# * **1e-5** changes nothing in 4 epochs: every depth stays within 3 images of the frozen
+#   baseline. Too gentle.
+# * **1e-2** is already worse than the baseline with only the top block (`head`, one 1x1
+#   convolution) unfrozen, and collapses the model (below 0.5) as soon as 2 or more blocks train.
+# * **1e-4 and 1e-3**, the head's own rate, are within 5 validation images of each other at every
+#   depth from 1 to 4, and the best validation cell lies in this band.
 #
 # So depth and learning rate **interact**: the more blocks train, the lower the largest safe rate.
-# The usual advice, "fine-tune at a rate about 10x lower than the head's", is about deep cuts;
-# for the top one or two blocks the head's own 1e-3 was fine here. The next cell takes depth
-# to the end, where a low rate matters most. The differences inside the good band are a few
-# validation images, so do not over-read them.
+# 1e-2 is merely worse with one block but ruinous with two; 1e-3 is fine for the top few blocks
+# (the usual advice, "about 10x lower than the head's rate", matters for deep cuts, not here)
+# and the next cell shows what it does to the whole network. The differences inside the good
+# band are a few validation images, so do not over-read them.
 
 # %% slideshow={"slide_type": "-"}
 stage1_val = stage1.history["val_accuracy"][-1]
 assert all(abs(grid[d, 1e-5].val_accuracy - stage1_val) <= 3 / len(y_val) + 1e-9 for d in depths)
-assert grid[1, 1e-2].val_accuracy >= stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
-assert all(max(val_map[i]) - grid[d, 1e-3].val_accuracy <= 3 / len(y_val) + 1e-9 for i, d in enumerate(depths) if d <= 2)
-assert grid[4, 1e-3].val_accuracy < grid[4, 1e-4].val_accuracy, "the rate lesson changed: update the text"
+assert grid[1, 1e-2].val_accuracy < stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
+assert all(abs(grid[d, 1e-3].val_accuracy - grid[d, 1e-4].val_accuracy) <= 5 / len(y_val) + 1e-9 for d in depths)
+assert best.learning_rate in (1e-4, 1e-3), "the rate lesson changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### The last stage: the whole network at a very low rate
@@ -510,14 +512,15 @@ print({lr: f"kernels moved {100 * min(r.shift.values()):.2f} to {100 * max(r.shi
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # At 1e-5 the whole network moved by less than 0.1 % in 2 epochs and kept the baseline's
-# accuracy: a gentle polish, which on this data adds nothing the top blocks did not. At 1e-3
+# accuracy (within 2 validation images or above): a gentle polish, which on this data adds
+# nothing the best top-block run did not. At 1e-3
 # every block moved, the upper ones by 5 to 10 %, and the validation accuracy fell below 0.6:
 # changes that are small per block compound through 18 blocks, and the lower blocks' features
 # feed everything above them. This is where a very low rate matters.
 
 # %% slideshow={"slide_type": "-"}
 slow_r, fast_r = everything[1e-5], everything[1e-3]
-assert max(slow_r.shift.values()) < 0.001 and stage1_val - 0.02 <= slow_r.val_accuracy <= best.val_accuracy
+assert max(slow_r.shift.values()) < 0.001 and stage1_val - 2 / len(y_val) - 1e-9 <= slow_r.val_accuracy <= best.val_accuracy
 assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy < 0.6, "the last stage changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
