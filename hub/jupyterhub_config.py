@@ -17,7 +17,8 @@ What it sets up:
   only**: a real class needs a real authenticator (the university's OAuth/LDAP) and a
   spawner that isolates students (separate OS users, containers or Kubernetes).
 * An admin API token for scripts (``$TLCOURSE_HUB_TOKEN``), held by the service
-  ``tlcourse-admin`` with the ``admin`` role: create users, start/stop servers.
+  ``tlcourse-admin`` (scopes ``admin:users``, ``admin:servers``, ``access:servers``,
+  ``read:hub``): create users, start/stop their servers, use their servers' APIs.
 * Caches (shared notes §9, INSTRUCTORS.md "Running the course on JupyterHub"):
   each student writes features and downloads into their own
   ``~/.cache/tlcourse`` (``TLCOURSE_CACHE``) and ``~/.keras`` (``KERAS_HOME``); the
