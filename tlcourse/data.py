@@ -51,7 +51,8 @@ __all__ = [
 
 MANIFEST = "MANIFEST.sha256"
 #: Embedded datasets: name -> path relative to ``datasets/``.
-EMBEDDED: dict[str, str] = {"clipart": "clipart", "fashion_mnist": "fashion_mnist.npz"}
+EMBEDDED: dict[str, str] = {"clipart": "clipart", "fashion_mnist": "fashion_mnist.npz",
+                            "spoken_words": "spoken_words.npz"}
 #: Environment variable that replaces the base URL of every download
 #: (``$TLCOURSE_DATASETS_URL/<filename>``): a mirror, or a local test server.
 URL_ENV = "TLCOURSE_DATASETS_URL"
@@ -150,7 +151,8 @@ def list_datasets() -> dict[str, str]:
     """Names of the datasets :func:`load_dataset` knows, with a short description."""
     out = {
         "clipart": "embedded: 7 classes of public-domain clip art (near domain), 128 px",
-        "fashion_mnist": "embedded: Fashion-MNIST subset, 10 classes, 28 px grayscale (far domain)",
+        "fashion_mnist": "embedded: Fashion-MNIST subset, 10 classes, 28 px grayscale",
+        "spoken_words": "embedded: spectrograms of 10 spoken words (espeak-ng), 64 px grayscale (distant domain)",
     }
     for name, rf in REMOTE.items():
         out[name] = f"download (~{rf.approx_mb:.0f} MB, {rf.licence}): {rf.description}"

@@ -1,86 +1,244 @@
-"""The comparison runner of notebook 03: one function, one record per run.
+"""The comparison runner of notebook 03, and the statistics that judge it.
 
-``run_experiment(config) -> record`` trains one method (feature extraction,
-fine tuning or a small CNN from scratch) on one dataset at one training-set
-size and seed, and returns a flat dict: the row of a tidy table.
+Design (the notebook explains why):
 
-Fair by construction:
+* **Evaluation.** A dataset without a fixed split (the pooled clip art, the
+  spoken words) is scored by *repeated stratified group k-fold
+  cross-validation* (:func:`cv_folds`): in each repeat every image is in the
+  test fold exactly once, so every image gets one held-out prediction per
+  repeat. Validation data is carved from the training folds. Near-copies of a
+  drawing (a colour and a black-and-white version) share a group, so they never
+  sit on both sides of a split. A dataset with a fixed split (Fashion-MNIST) is
+  scored on its test split, once per seed (:func:`fixed_folds`).
+* **Effort.** Every method trains until its validation loss stops improving
+  (``keras.callbacks.EarlyStopping(restore_best_weights=True)``) under a stated
+  maximum number of epochs; each record reports seconds, epochs and trainable
+  weights.
+* **Choices on validation only.** :func:`select_fine_tuning` scores depth x
+  learning rate on a fold's validation split; the test folds are not looked at.
+* **Uncertainty.** :func:`accuracy_interval` bootstraps the test images within
+  each seed (or repeat) and pools the replicates, so the 95 % interval covers
+  both the test-image sample and the seeds; :func:`paired_difference` compares
+  two methods on the *same* images (a paired bootstrap over images, and
+  McNemar's exact test per seed via :func:`scipy.stats.binomtest`).
 
-* every method sees the same training images (the same per-class subsample
-  for a given size and seed), is evaluated on the same held-out test split,
-  and gets the same number of optimizer steps (the equal-effort rule; fine
-  tuning spends half of them training the head, half fine-tuning);
-* fine tuning uses a depth and learning rate chosen on the validation split
-  (:func:`select_fine_tuning`), never on the test split;
-* the frozen parts are computed once per dataset and cached, so the runner is
-  fast without shrinking the experiment; their cost is still charged to each
-  run, in proportion to the images it uses (``prep_seconds``).
+Seeds are always passed explicitly: nothing here calls
+``keras.utils.set_random_seed``. Only public Keras/TensorFlow APIs are used.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from .training import (FineTuneData, _compile_classifier, _restart_compiled, _seed_variables,
-                       build_fine_tune_model, count_params, cut_activations)
+from .training import build_fine_tune_model, count_params, extract_features, split_at_depth
 
-__all__ = ["ExperimentConfig", "run_experiment", "run_grid", "select_fine_tuning",
-           "per_class_indices", "step_indices", "scratch_cnn", "METHODS", "MAX_DEPTH", "summarize"]
+__all__ = ["METHODS", "Settings", "Pool", "Fold", "load_pool", "cv_folds", "fixed_folds", "per_class_indices",
+           "scratch_cnn", "run_method", "run_grid", "select_fine_tuning", "accuracy_interval",
+           "paired_difference", "mcnemar_exact", "mcnemar_power", "summarize", "frozen_pass_seconds"]
 
 METHODS = ("feature_extraction", "fine_tuning", "scratch")
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    """One run: dataset, method, training labels per class (``None`` = all), seed, and effort."""
+class Settings:
+    """How the methods train. One instance per dataset; every run of that dataset uses it."""
 
-    dataset: str
-    method: str
-    per_class: int | None = None
-    seed: int = 0
-    steps: int = 150               # optimizer steps, the same for every method
-    batch_size: int = 32
-    image_size: int = 128          # what the pretrained backbone sees
-    scratch_image_size: int = 32   # what the from-scratch CNN sees
-    depth: int = 2                 # fine tuning: blocks unfrozen
-    learning_rate: float = 1e-4    # fine tuning learning rate (the head uses 1e-3)
+    image_size: int = 128            # what the pretrained backbone sees
+    scratch_image_size: int = 32     # what the from-scratch CNN sees
     backbone: str = "efficientnet_lite0"
+    depth: int = 2                   # fine tuning: blocks unfrozen (of backbone_blocks, counted from the top)
+    learning_rate: float = 1e-4      # fine tuning
+    head_learning_rate: float = 1e-3  # the feature-extraction head, and the scratch CNN
+    batch_size: int = 32
+    max_epochs_head: int = 100
+    max_epochs_fine_tune: int = 20
+    max_epochs_scratch: int = 40
+    patience: int = 5                # epochs without a better validation loss before stopping
+    patience_fine_tune: int = 3
+    patience_scratch: int = 8
+    max_depth: int = 9               # activations below this many top blocks are computed once and cached
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.per_class is not None and self.per_class < 1:
-            raise ValueError(f"per_class must be at least 1 (or None for all), got {self.per_class}.")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if not self.learning_rate > 0 or not self.head_learning_rate > 0:
+            raise ValueError("learning rates must be positive.")
+        if not 0 <= self.depth <= self.max_depth:
+            raise ValueError(f"depth={self.depth} must be between 0 and max_depth={self.max_depth}.")
+        for name in ("max_epochs_head", "max_epochs_fine_tune", "max_epochs_scratch", "patience",
+                     "patience_fine_tune", "patience_scratch", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
 # --------------------------------------------------------------------------- #
-# Shared, cached inputs
+# Data: one pool of images per dataset, split by index
 # --------------------------------------------------------------------------- #
-#: Fine tuning may unfreeze at most this many blocks in the comparison: the frozen
-#: part below that cut runs once per dataset; shallower cuts and the pooled
-#: features are derived from its cached output by running only the blocks above.
-MAX_DEPTH = 4
+@dataclass
+class Pool:
+    """Every image of a dataset, with labels, groups (near-copies share one) and any fixed split."""
 
-_DATA: dict = {}
+    name: str
+    x: np.ndarray               # uint8 (N, H, W, 3)
+    y: np.ndarray               # int (N,)
+    groups: np.ndarray          # int (N,): images in one group stay on one side of every split
+    class_names: list[str]
+    fixed: dict | None = None   # {"train": idx, "val": idx, "test": idx} for datasets with their own split
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Indices into a :class:`Pool` for one evaluation: ``repeat`` is the seed of the split (or run)."""
+
+    repeat: int
+    fold: int
+    train: np.ndarray = field(repr=False)
+    val: np.ndarray = field(repr=False)
+    test: np.ndarray = field(repr=False)
+
+
+_POOLS: dict = {}
+
+
+def _group_key(name: str) -> str:
+    """Files that differ only by ``_bw`` or a trailing number are one drawing (as in tools/build_datasets.py)."""
+    stem = name.rsplit(".", 1)[0].lower().replace("_bw", "").replace("-bw", "")
+    return stem.rstrip("0123456789_-r.")
+
+
+def _manifest() -> dict[str, str]:
+    from .config import datasets_dir
+
+    path = datasets_dir() / "MANIFEST.sha256"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; restore it with `git checkout datasets/`.")
+    return {rel.strip(): digest for digest, rel in
+            (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
+
+
+def _clipart_pool() -> Pool:
+    """``clipart/`` (all three splits) plus ``clipart_extra/``, checked against the manifest."""
+    from PIL import Image
+
+    from .config import datasets_dir, sha256_file
+
+    root = datasets_dir()
+    entries = {rel: h for rel, h in _manifest().items()
+               if re.match(r"clipart(_extra)?/.+\.png$", rel)}
+    bad = [rel for rel, h in sorted(entries.items()) if not (root / rel).exists() or sha256_file(root / rel) != h]
+    if bad:
+        raise RuntimeError(f"{len(bad)} clip-art files are missing or changed (first: {bad[0]}); restore them "
+                           "with `git checkout datasets/` or rebuild with `python tools/build_datasets.py`.")
+    rels = sorted(entries)
+    classes = sorted({Path(r).parts[-2] for r in rels})
+    x = np.empty((len(rels), 128, 128, 3), np.uint8)
+    for i, rel in enumerate(rels):
+        with Image.open(root / rel) as im:
+            x[i] = np.asarray(im.convert("RGB"))
+    y = np.array([classes.index(Path(r).parts[-2]) for r in rels])
+    keys = [f"{Path(r).parts[-2]}/{_group_key(Path(r).name)}" for r in rels]
+    groups = np.unique(keys, return_inverse=True)[1]
+    return Pool("clipart", x, y, groups, classes)
+
+
+def load_pool(dataset: str) -> Pool:
+    """All images of ``dataset`` at their stored size (cached).
+
+    ``"clipart"`` pools the course's clip art (``clipart/``, whose fixed split
+    notebooks 01-02 use) with ``clipart_extra/`` (three more classes and a few
+    more pictures), for cross-validation. Other datasets (``"fashion_mnist"``,
+    ``"spoken_words"``, ...) come from :func:`tlcourse.data.load_dataset`; their
+    own split is kept in ``pool.fixed``.
+    """
+    if dataset not in _POOLS:
+        if dataset == "clipart":
+            _POOLS[dataset] = _clipart_pool()
+        else:
+            from .data import load_dataset
+
+            s = load_dataset(dataset, image_size=_native_size(dataset), as_numpy=True)
+            parts = [s.train, s.val, s.test]
+            x = np.concatenate([p[0] for p in parts]).round().clip(0, 255).astype(np.uint8)
+            y = np.concatenate([p[1] for p in parts]).astype(int)
+            bounds = np.cumsum([0] + [len(p[1]) for p in parts])
+            fixed = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(("train", "val", "test"))}
+            _POOLS[dataset] = Pool(dataset, x, y, np.arange(len(y)), list(s.class_names), fixed)
+    return _POOLS[dataset]
+
+
+def _native_size(dataset: str) -> int:
+    return {"fashion_mnist": 28, "spoken_words": 64}.get(dataset, 128)
+
+
+def _resized(pool: Pool, size: int) -> np.ndarray:
+    """The pool's images as float32 0..255 at ``size`` px (bilinear), cached."""
+    key = (pool.name, "resized", size)
+    if key not in _POOLS:
+        if pool.x.shape[1] == size:
+            _POOLS[key] = pool.x.astype(np.float32)
+        else:
+            import tensorflow as tf
+
+            _POOLS[key] = np.concatenate([tf.image.resize(pool.x[i:i + 512].astype(np.float32), (size, size)).numpy()
+                                          for i in range(0, len(pool), 512)])
+    return _POOLS[key]
+
+
+def cv_folds(pool: Pool, folds: int = 5, repeats: int = 2, seed: int = 0, val_folds: int = 5) -> list[Fold]:
+    """Repeated stratified group k-fold (scikit-learn's ``StratifiedGroupKFold``).
+
+    In each of ``repeats`` repeats (shuffled by ``seed + repeat``) every image is
+    in exactly one test fold; a validation split (1/``val_folds`` of the rest,
+    also stratified and grouped) is carved from the training folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    out = []
+    for r in range(repeats):
+        outer = StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r)
+        for k, (rest, test) in enumerate(outer.split(pool.x[:, 0, 0, 0], pool.y, pool.groups)):
+            inner = StratifiedGroupKFold(val_folds, shuffle=True, random_state=seed + r)
+            tr, va = next(inner.split(rest, pool.y[rest], pool.groups[rest]))
+            out.append(Fold(r, k, np.sort(rest[tr]), np.sort(rest[va]), np.sort(test)))
+    return out
+
+
+def fixed_folds(pool: Pool, seeds=(0,)) -> list[Fold]:
+    """The dataset's own train/val/test split, once per seed (the seed then drives sampling and training)."""
+    if pool.fixed is None:
+        raise ValueError(f"{pool.name} has no fixed split; use cv_folds().")
+    return [Fold(s, 0, pool.fixed["train"], pool.fixed["val"], pool.fixed["test"]) for s in seeds]
+
+
+def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Positions of ``per_class`` examples of each class, drawn by ``seed`` (sorted); ``None`` keeps all."""
+    labels = np.asarray(labels)
+    if per_class is None:
+        return np.arange(len(labels))
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1 (or None for all), got {per_class}.")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if per_class > len(idx):
+            raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} training examples; "
+                             f"use at most {np.bincount(labels).min()} (or None for all).")
+        picked.append(rng.choice(idx, per_class, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+# --------------------------------------------------------------------------- #
+# Frozen parts, computed once per (dataset, backbone, image size)
+# --------------------------------------------------------------------------- #
 _BASES: dict = {}
 _CUTS: dict = {}
-
-
-def _arrays(dataset: str, image_size: int):
-    key = (dataset, image_size)
-    if key not in _DATA:
-        from .data import load_dataset
-
-        splits = load_dataset(dataset, image_size=image_size, as_numpy=True)
-        _DATA[key] = (splits.train, splits.val, splits.test, list(splits.class_names))
-    return _DATA[key]
 
 
 def _base(name: str, image_size: int):
@@ -94,283 +252,375 @@ def _base(name: str, image_size: int):
     return _BASES[key]
 
 
-def _deep_cut(cfg: "ExperimentConfig"):
-    """Activations below the top MAX_DEPTH blocks for train/val/test, and their cost (s)."""
-    key = (cfg.dataset, cfg.backbone, cfg.image_size)
-    if key not in _CUTS:
-        (xtr, ytr), (xva, yva), (xte, yte), classes = _arrays(cfg.dataset, cfg.image_size)
-        data = FineTuneData(xtr, ytr, xva, yva, xte, yte, len(classes))
-        t0 = time.perf_counter()
-        acts = cut_activations(_base(cfg.backbone, cfg.image_size), MAX_DEPTH, data)
-        _CUTS[key] = (acts, time.perf_counter() - t0)
-    return _CUTS[key]
+def _activations(pool: Pool, s: Settings, depth: int):
+    """Activations of every pool image below the top ``depth`` blocks (``depth <= s.max_depth``), and their cost.
 
-
-def _cut(cfg: "ExperimentConfig", depth: int):
-    """Activations below the top ``depth`` blocks (``depth <= MAX_DEPTH``), and their cost."""
+    The frozen bottom below ``s.max_depth`` runs once; shallower cuts run only
+    the blocks between. ``depth=0`` gives the base's output feature maps.
+    """
     import keras
 
     from .backbones import backbone_blocks
-    from .training import extract_features
 
-    if depth > MAX_DEPTH:
-        raise ValueError(f"depth={depth}: the comparison unfreezes at most {MAX_DEPTH} blocks.")
-    deep, cost = _deep_cut(cfg)
-    if depth == MAX_DEPTH:
-        return deep, cost
-    key = (cfg.dataset, cfg.backbone, cfg.image_size, depth)
+    if depth > s.max_depth:
+        raise ValueError(f"depth={depth} is deeper than max_depth={s.max_depth}.")
+    key = (pool.name, s.backbone, s.image_size, depth)
     if key not in _CUTS:
-        base = _base(cfg.backbone, cfg.image_size)
-        blocks = backbone_blocks(base)
-        start = base.get_layer(blocks[len(blocks) - MAX_DEPTH - 1].output).output
-        stop = base.output if depth == 0 else base.get_layer(blocks[len(blocks) - depth - 1].output).output
-        segment = keras.Model(start, stop)
+        base = _base(s.backbone, s.image_size)
         t0 = time.perf_counter()
-        acts = tuple(extract_features(segment, a) for a in deep)
+        if depth == s.max_depth:
+            bottom, _ = split_at_depth(base, depth)
+            acts, cost = extract_features(bottom, _resized(pool, s.image_size)), 0.0
+        else:
+            deep, cost = _activations(pool, s, s.max_depth)
+            blocks = backbone_blocks(base)
+            start = base.get_layer(blocks[len(blocks) - s.max_depth - 1].output).output
+            stop = base.output if depth == 0 else base.get_layer(blocks[len(blocks) - depth - 1].output).output
+            acts = extract_features(keras.Model(start, stop), deep)
         _CUTS[key] = (acts, cost + time.perf_counter() - t0)
     return _CUTS[key]
 
 
-def _pooled_features(cfg: "ExperimentConfig"):
-    """Pooled frozen-base features of train/val/test, and their cost (s)."""
-    acts, cost = _cut(cfg, 0)
-    return tuple(a.mean(axis=(1, 2)) for a in acts), cost
+def _features(pool: Pool, s: Settings):
+    """Pooled frozen-base features (N, channels) of every pool image, and their cost (s)."""
+    key = (pool.name, s.backbone, s.image_size, "pooled")
+    if key not in _CUTS:
+        acts, cost = _activations(pool, s, 0)
+        _CUTS[key] = (acts.mean(axis=(1, 2)) if acts.ndim == 4 else acts, cost)
+    return _CUTS[key]
 
 
-def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
-    """Indices of ``per_class`` examples of each class, drawn by ``seed`` (sorted).
-
-    ``None`` keeps everything. Too few examples of a class gives a clear error.
-    """
-    labels = np.asarray(labels)
-    if per_class is None:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if per_class > len(idx):
-            raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} training examples; "
-                             f"use at most {min(np.bincount(labels))} (or None for all).")
-        picked.append(rng.choice(idx, per_class, replace=False))
-    return np.sort(np.concatenate(picked))
-
-
-def step_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
-    """Training order for exactly ``steps`` optimizer steps of ``batch_size`` over ``n`` examples.
-
-    Shuffled passes over the ``n`` examples, back to back, cut at
-    ``steps * batch_size``: every method gets the same number of updates
-    whatever the training-set size (the equal-effort rule), and no example is
-    seen more than once more than any other. One long epoch instead of many
-    short ones: the same updates, without Keras's per-epoch overhead (which
-    dominates on 35 images).
-    """
-    total = steps * batch_size
-    rng = np.random.default_rng(seed)
-    passes = -(-total // n)  # ceiling
-    return np.concatenate([rng.permutation(n) for _ in range(passes)])[:total]
+def frozen_pass_seconds(dataset: str, s: Settings) -> float:
+    """Seconds spent once computing the frozen activations that ``s``'s fine tuning and features use."""
+    pool = load_pool(dataset)
+    deep = _activations(pool, s, s.max_depth)[1]
+    return deep + sum(_activations(pool, s, d)[1] - deep for d in {0, s.depth} if d != s.max_depth)
 
 
 # --------------------------------------------------------------------------- #
-# The three methods
+# Models: built with explicit seeds, compiled once per graph, restarted per run
 # --------------------------------------------------------------------------- #
-def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int):
-    """A small CNN trained from scratch: the no-transfer baseline (about 25 k parameters)."""
+def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int, seed: int = 0):
+    """A small CNN trained from scratch: the no-transfer baseline (about 25 k weights)."""
     import keras
     from keras import layers
 
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    for filters in (16, 32, 64):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    for i, filters in enumerate((16, 32, 64)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                          kernel_initializer=keras.initializers.GlorotUniform(seed=seed * 100 + i))(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(num_classes)(x)
+    x = layers.Dropout(0.2, seed=seed)(x)
+    outputs = layers.Dense(num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed * 100 + 9))(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
 
 
-#: Compiled models reused between runs, keyed by what fixes their graph. Tracing
-#: a Keras training step costs about a second per new model; resetting a
-#: compiled one (weights, optimizer state, dropout seeds) costs milliseconds.
-_MODELS: dict = {}
-
-
-def _restart(model, weights: list, seed: int):
-    """Restart a reused compiled model: ``weights``, a zeroed optimizer, dropout re-seeded from ``seed``."""
-    import random
-
-    rng = random.Random(seed)
-    seeds = [[rng.randint(1, 10**9), 0] for _ in _seed_variables(model)]
-    return _restart_compiled(model, weights, seeds)
-
-
-def _fresh(key, build, learning_rate: float, seed: int):
-    """A compiled model from ``build()`` with fresh weights drawn by ``seed``, reusing a compiled one."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    fresh = build()
-    if key not in _MODELS:
-        _MODELS[key] = _compile_classifier(fresh, learning_rate)
-    return _restart(_MODELS[key], fresh.get_weights(), seed)
-
-
-def _scratch_model(input_shape, num_classes: int, seed: int):
-    """The scratch CNN, compiled, with fresh seeded weights and optimizer state."""
-    return _fresh(("scratch", tuple(input_shape), num_classes),
-                  lambda: scratch_cnn(input_shape, num_classes), 1e-3, seed)
-
-
-def _head(input_dim: int, num_classes: int):
+def _head(input_dim: int, num_classes: int, seed: int):
+    """Dropout 0.2 and a dense layer on pooled features: the feature-extraction head."""
     import keras
 
     inputs = keras.Input((input_dim,))
-    return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Dropout(0.2)(inputs)))
+    x = keras.layers.Dropout(0.2, seed=seed)(inputs)
+    outputs = keras.layers.Dense(num_classes, name="logits",
+                                 kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    return keras.Model(inputs, outputs, name="head")
 
 
-def _fit_head(features, labels, num_classes: int, cfg: ExperimentConfig, steps: int):
-    """Dropout + dense head on pooled features, ``steps`` Adam steps at 1e-3 (seeded by ``cfg.seed``)."""
-    model = _fresh(("head", features.shape[1], num_classes), lambda: _head(features.shape[1], num_classes),
-                   1e-3, cfg.seed)
-    order = step_indices(len(features), steps, cfg.batch_size, cfg.seed)
-    model.fit(features[order], labels[order], epochs=1, batch_size=cfg.batch_size, shuffle=False, verbose=0)
+def _compile(model, learning_rate: float):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model
 
 
-def _accuracy(model, x, y) -> float:
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=1) == y))
+#: Compiled models reused between runs, keyed by what fixes their graph: tracing a
+#: Keras training step costs about a second per new model, restarting one milliseconds.
+_MODELS: dict = {}
 
 
-def _fine_tune_model(cfg: ExperimentConfig, depth: int, learning_rate: float, input_shape, num_classes: int):
-    """The compiled fine-tuning model for a (dataset, depth, learning rate), and its pretrained weights."""
-    key = ("fine_tune", cfg.dataset, cfg.backbone, cfg.image_size, depth, learning_rate, num_classes)
+def _seed_states(model) -> list:
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _restart(model, weights: list, seed: int, learning_rate: float):
+    """A reused compiled model, set to start like a newly built one: weights, zeroed optimizer, seeded dropout."""
+    model.set_weights(weights)
+    for i, var in enumerate(_seed_states(model)):
+        var.assign(np.array([seed * 1000 + i + 1, 0], dtype=var.dtype))
+    for var in model.optimizer.variables:
+        if "learning_rate" not in var.path:
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
+    model.optimizer.learning_rate.assign(learning_rate)
+    return model
+
+
+def _model(key: tuple, build, learning_rate: float, seed: int):
+    """``build()`` compiled, reusing the compiled model of an earlier run with the same ``key``."""
+    fresh = build()
     if key not in _MODELS:
-        model, _, _ = build_fine_tune_model(_base(cfg.backbone, cfg.image_size), depth, num_classes, input_shape)
-        _MODELS[key] = (_compile_classifier(model, learning_rate), model.get_weights())
-    return _MODELS[key]
+        _MODELS[key] = _compile(fresh, learning_rate)
+    return _restart(_MODELS[key], fresh.get_weights(), seed, learning_rate)
 
 
-def _fine_tune(cfg: ExperimentConfig, idx: np.ndarray, depth: int, learning_rate: float,
-               evaluate=("train", "test")) -> dict:
-    """Two stages on the training subset ``idx``: head (half the steps), then fine tuning (half).
+def _fit(model, x, y, xv, yv, max_epochs: int, patience: int, batch_size: int, seed: int):
+    """Train until the validation loss stops improving (best weights restored); return (epochs, seconds)."""
+    import keras
 
-    Returns the model, its training time (both stages) and its accuracy on the
-    splits named in ``evaluate`` (keys ``"train_accuracy"`` and so on).
-    """
-    (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
-    (ftr, _, _), _ = _pooled_features(cfg)
-    acts, _ = _cut(cfg, depth)
-    half = max(1, cfg.steps // 2)
+    import tensorflow as tf
+
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    # reshuffled every epoch, in an order fixed by `seed` alone (not by the global random state)
+    train = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size))
     t0 = time.perf_counter()
-    head = _fit_head(ftr[idx], ytr[idx], len(classes), cfg, half)
-    model, pretrained = _fine_tune_model(cfg, depth, learning_rate, acts[0].shape[1:], len(classes))
-    _restart(model, pretrained, cfg.seed + 1)
-    model.get_layer("logits").set_weights(head.layers[-1].get_weights())  # stage 2 starts from stage 1
-    order = idx[step_indices(len(idx), half, cfg.batch_size, cfg.seed + 1)]
-    model.fit(acts[0][order], ytr[order], epochs=1, batch_size=cfg.batch_size, shuffle=False, verbose=0)
+    hist = model.fit(train, validation_data=(xv, yv), epochs=max_epochs, verbose=0, callbacks=[stop],
+                     shuffle=False)
     seconds = time.perf_counter() - t0
-    splits = {"train": (acts[0][idx], ytr[idx]), "val": (acts[1], yva), "test": (acts[2], yte)}
-    return {"model": model, "seconds": seconds,
-            **{f"{name}_accuracy": _accuracy(model, *splits[name]) for name in evaluate}}
+    losses = hist.history["val_loss"]
+    return {"epochs": len(losses), "best_epoch": int(np.argmin(losses)) + 1, "seconds": seconds}
 
 
-def _prep_cost(cfg: ExperimentConfig, depth: int) -> float:
-    """Seconds spent once computing the frozen parts a fine-tuning run at ``depth`` uses."""
-    return _pooled_features(cfg)[1] + _cut(cfg, depth)[1]
+def _predict(model, x) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
 
 
-def run_experiment(config: ExperimentConfig) -> dict:
-    """Run one configuration and return its record (a flat dict, one table row).
+# --------------------------------------------------------------------------- #
+# One run
+# --------------------------------------------------------------------------- #
+_HEADS: dict = {}  # stage-1 heads, reused as fine tuning's starting point
 
-    Keys: the config's fields, plus ``n_train``, ``train_accuracy``,
-    ``test_accuracy``, ``gap`` (train minus test: overfitting), ``seconds``
-    (training wall-clock), ``prep_seconds`` (the run's share of computing the
-    frozen part once: its cost for all images times the share of images this
-    run uses; 0 from scratch), ``total_seconds`` and ``trainable_params``.
+
+def run_method(dataset: str, method: str, fold: Fold, s: Settings, per_class: int | None = None) -> dict:
+    """Train ``method`` on ``fold``'s training images (``per_class`` of each class, or all) and score its test fold.
+
+    Returns one record (a flat dict): dataset, method, per_class, repeat, fold,
+    the settings, ``n_train``, ``epochs`` (trained; early stopping restores the
+    ``best_epoch``), ``seconds`` (training; fine tuning includes its stage-1
+    head), ``trainable_params``, ``train_accuracy``, ``val_accuracy``,
+    ``test_accuracy``, ``gap`` (train minus test), ``test_index`` (pool indices
+    of the test images) and ``test_correct`` (one bool per test image).
     """
-    cfg = config
-    (_, ytr), (_, yva), (_, yte), classes = _arrays(cfg.dataset, cfg.image_size)
-    k = len(classes)
-    idx = per_class_indices(ytr, cfg.per_class, cfg.seed)
-    n = len(idx)
-    share = n / (len(ytr) + len(yva) + len(yte))
-    prep = 0.0
-    if cfg.method == "feature_extraction":
-        (ftr, _, fte), cost = _pooled_features(cfg)
-        prep = cost * share
-        t0 = time.perf_counter()
-        model = _fit_head(ftr[idx], ytr[idx], k, cfg, cfg.steps)
-        seconds = time.perf_counter() - t0
-        train_acc, test_acc = _accuracy(model, ftr[idx], ytr[idx]), _accuracy(model, fte, yte)
-        params = count_params(model)["trainable"]
-    elif cfg.method == "fine_tuning":
-        result = _fine_tune(cfg, idx, cfg.depth, cfg.learning_rate)
-        seconds = result["seconds"]
-        prep = _prep_cost(cfg, cfg.depth) * share
-        train_acc, test_acc = result["train_accuracy"], result["test_accuracy"]
-        params = count_params(result["model"])["trainable"]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    pool = load_pool(dataset)
+    k = len(pool.class_names)
+    seed = fold.repeat
+    tr = fold.train[per_class_indices(pool.y[fold.train], per_class, seed)]
+    va, te, y = fold.val, fold.test, pool.y
+    if method == "scratch":
+        x = _resized(pool, s.scratch_image_size)
+        model = _model(("scratch", x.shape[1:], k), lambda: scratch_cnn(x.shape[1:], k, seed),
+                       s.head_learning_rate, seed)
+        info = _fit(model, x[tr], y[tr], x[va], y[va], s.max_epochs_scratch, s.patience_scratch, s.batch_size,
+                    seed)
+        inputs = x
     else:
-        (xtr, _), _, (xte, _), _ = _arrays(cfg.dataset, cfg.scratch_image_size)
-        model = _scratch_model(xtr.shape[1:], k, cfg.seed)
-        order = idx[step_indices(n, cfg.steps, cfg.batch_size, cfg.seed)]
-        t0 = time.perf_counter()
-        model.fit(xtr[order], ytr[order], epochs=1, batch_size=cfg.batch_size, shuffle=False, verbose=0)
-        seconds = time.perf_counter() - t0
-        train_acc, test_acc = _accuracy(model, xtr[idx], ytr[idx]), _accuracy(model, xte, yte)
-        params = count_params(model)["trainable"]
-    record = asdict(cfg)
-    record.update(n_train=n, train_accuracy=train_acc, test_accuracy=test_acc,
-                  gap=train_acc - test_acc, seconds=seconds, prep_seconds=prep,
-                  total_seconds=seconds + prep, trainable_params=params)
+        f, _ = _features(pool, s)
+        head = _model(("head", f.shape[1], k), lambda: _head(f.shape[1], k, seed), s.head_learning_rate, seed)
+        hkey = (dataset, fold.repeat, fold.fold, per_class, s.backbone, s.image_size, s.head_learning_rate,
+                s.max_epochs_head, s.patience, s.batch_size)
+        if hkey in _HEADS:  # fine tuning's stage 1 is the feature-extraction run of the same fold: reuse it
+            weights, info = _HEADS[hkey]
+            head.set_weights(weights)
+        else:
+            info = _fit(head, f[tr], y[tr], f[va], y[va], s.max_epochs_head, s.patience, s.batch_size, seed)
+            _HEADS[hkey] = ([w.copy() for w in head.get_weights()], info)
+        model, inputs = head, f
+        if method == "fine_tuning":
+            stage1 = head.get_layer("logits").get_weights()
+            acts, _ = _activations(pool, s, s.depth)
+            key = ("fine_tune", dataset, s.backbone, s.image_size, s.depth, k)
+            if key not in _MODELS:
+                built, _, _ = build_fine_tune_model(_base(s.backbone, s.image_size), s.depth, k, acts.shape[1:])
+                _MODELS[key] = (_compile(built, s.learning_rate), built.get_weights())
+            model, pretrained = _MODELS[key]
+            _restart(model, pretrained, seed + 1, s.learning_rate)
+            model.get_layer("logits").set_weights(stage1)  # stage 2 starts from the stage-1 head
+            more = _fit(model, acts[tr], y[tr], acts[va], y[va], s.max_epochs_fine_tune, s.patience_fine_tune,
+                        s.batch_size, seed + 1)
+            info = {"epochs": info["epochs"] + more["epochs"], "best_epoch": more["best_epoch"],
+                    "seconds": info["seconds"] + more["seconds"], "head_epochs": info["epochs"]}
+            inputs = acts
+    splits = [("train", tr), ("val", va)] + ([("test", te)] if len(te) else [])  # no test fold: not scored
+    pred = {name: _predict(model, inputs[idx]) for name, idx in splits}
+    acc = {name: float(np.mean(pred[name] == y[idx])) for name, idx in splits}
+    if not len(te):
+        pred["test"], acc["test"] = np.zeros(0, int), float("nan")
+    record = {"dataset": dataset, "method": method, "per_class": per_class, "repeat": fold.repeat,
+              "fold": fold.fold, **asdict(s), "n_train": len(tr), **info,
+              "trainable_params": count_params(model)["trainable"],
+              "train_accuracy": acc["train"], "val_accuracy": acc["val"], "test_accuracy": acc["test"],
+              "gap": acc["train"] - acc["test"], "test_index": te, "test_correct": pred["test"] == y[te]}
     return record
 
 
-def select_fine_tuning(dataset: str, depths=(1, 2, 4), learning_rates=(1e-4, 1e-3), seed: int = 0,
-                       **overrides) -> tuple[dict, list[dict]]:
-    """Choose fine tuning's depth and learning rate on the VALIDATION split.
+def run_grid(dataset: str, folds: list[Fold], settings: Settings, sizes=(None,), methods=METHODS,
+             progress: bool = True) -> list[dict]:
+    """Every method at every training-set size on every fold; a tqdm progress bar while it runs."""
+    from tqdm.auto import tqdm
 
-    Trains on the full training split for each pair and returns
-    ``(best, table)``: the best ``{"depth", "learning_rate", "val_accuracy"}``
-    and every pair's validation accuracy. The test split is not looked at.
-    Ties go to the shallower depth (cheaper).
-    """
-    table = []
-    for depth in depths:
-        for lr in learning_rates:
-            cfg = ExperimentConfig(dataset, "fine_tuning", None, seed, depth=depth, learning_rate=lr,
-                                   **overrides)
-            (_, ytr), _, _, _ = _arrays(cfg.dataset, cfg.image_size)
-            result = _fine_tune(cfg, np.arange(len(ytr)), depth, lr, evaluate=("val",))
-            table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
-                          "val_accuracy": result["val_accuracy"]})
-    best = max(table, key=lambda r: (r["val_accuracy"], -r["depth"]))
-    return best, table
-
-
-def run_grid(base_configs: list[ExperimentConfig], sizes, seeds, progress=None) -> list[dict]:
-    """Run every config at every size and seed; returns the list of records."""
+    jobs = [(size, fold, m) for size in sizes for fold in folds for m in methods]
     records = []
-    for cfg in base_configs:
-        for size in sizes:
-            for seed in seeds:
-                run = replace(cfg, per_class=size, seed=seed)
-                records.append(run_experiment(run))
-                if progress is not None:
-                    progress(records[-1])
+    with tqdm(total=len(jobs), desc=dataset, disable=not progress, leave=False) as bar:
+        for size, fold, method in jobs:
+            records.append(run_method(dataset, method, fold, settings, size))
+            bar.update()
     return records
 
 
-def summarize(records: list[dict], value: str = "test_accuracy") -> dict:
-    """Mean and spread (min, max) of ``value`` per (dataset, method, per_class).
+def select_fine_tuning(dataset: str, fold: Fold, settings: Settings, depths=(1, 2, 4, 9),
+                       learning_rates=(1e-5, 1e-4, 1e-3)) -> tuple[dict, list[dict]]:
+    """Choose fine tuning's depth and learning rate on ``fold``'s VALIDATION split.
 
-    Returns ``{(dataset, method, per_class): (mean, std, n)}``.
+    Returns ``(best, table)``: the best ``{"depth", "learning_rate",
+    "val_accuracy", ...}`` and one row per pair (with epochs and seconds). The
+    test fold is not even predicted. Ties go to the shallower depth, then the lower rate.
     """
-    groups: dict = {}
+    table = []
+    without_test = Fold(fold.repeat, fold.fold, fold.train, fold.val, np.zeros(0, int))
+    for depth in depths:
+        for lr in learning_rates:
+            r = run_method(dataset, "fine_tuning", without_test, replace(settings, depth=depth, learning_rate=lr))
+            table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
+                          "val_accuracy": r["val_accuracy"], "epochs": r["epochs"], "seconds": r["seconds"],
+                          "trainable_params": r["trainable_params"]})
+    best = max(table, key=lambda r: (r["val_accuracy"], -r["depth"], -r["learning_rate"]))
+    return best, table
+
+
+# --------------------------------------------------------------------------- #
+# Statistics: intervals and paired tests (SciPy)
+# --------------------------------------------------------------------------- #
+def _by_repeat(records, dataset, method, per_class) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{repeat: (pool indices, correct)} with every test fold of that repeat, sorted by image."""
+    out: dict = {}
     for r in records:
-        groups.setdefault((r["dataset"], r["method"], r["per_class"]), []).append(r[value])
-    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in groups.items()}
+        if r["dataset"] == dataset and r["method"] == method and r["per_class"] == per_class:
+            out.setdefault(r["repeat"], []).append((r["test_index"], r["test_correct"]))
+    if not out:
+        raise ValueError(f"no records for {dataset}, {method}, per_class={per_class}.")
+    result = {}
+    for rep, parts in out.items():
+        idx = np.concatenate([p[0] for p in parts])
+        ok = np.concatenate([p[1] for p in parts])
+        order = np.argsort(idx, kind="stable")
+        result[rep] = (idx[order], ok[order].astype(float))
+    return result
+
+
+def accuracy_interval(records, dataset: str, method: str, per_class=None, confidence: float = 0.95,
+                      n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Accuracy with a ``confidence`` interval that covers the seeds and the test-image sample.
+
+    For each seed (repeat), :func:`scipy.stats.bootstrap` resamples its test
+    predictions (one per image); the replicates of all seeds are pooled and the
+    interval is their percentile range. Returns ``{"accuracy", "low", "high",
+    "n_images", "n_predictions", "seeds"}``.
+    """
+    from scipy import stats
+
+    reps = _by_repeat(records, dataset, method, per_class)
+    rng = np.random.default_rng(seed)
+    pooled, means = [], []
+    for rep in sorted(reps):
+        ok = reps[rep][1]
+        means.append(ok.mean())
+        res = stats.bootstrap((ok,), np.mean, n_resamples=n_resamples, method="percentile", rng=rng,
+                              vectorized=True)
+        pooled.append(res.bootstrap_distribution)
+    pooled = np.concatenate(pooled)
+    tail = (1 - confidence) / 2 * 100
+    images = {i for idx, _ in reps.values() for i in idx.tolist()}
+    return {"accuracy": float(np.mean(means)), "low": float(np.percentile(pooled, tail)),
+            "high": float(np.percentile(pooled, 100 - tail)), "n_images": len(images),
+            "n_predictions": int(sum(len(v[1]) for v in reps.values())), "seeds": len(reps)}
+
+
+def mcnemar_exact(correct_a, correct_b) -> dict:
+    """McNemar's exact test on paired predictions: ``binomtest(b, b + c, 0.5)`` on the discordant pairs.
+
+    ``b``: images only ``a`` got right; ``c``: images only ``b`` got right.
+    """
+    from scipy import stats
+
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b, c = int(np.sum(a & ~b_)), int(np.sum(~a & b_))
+    p = stats.binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    return {"only_a": b, "only_b": c, "discordant": b + c, "n": len(a), "p_value": float(p)}
+
+
+def paired_difference(records, dataset: str, a: str, b: str, per_class=None, confidence: float = 0.95,
+                      n_resamples: int = 4000, seed: int = 0) -> dict:
+    """Accuracy of ``a`` minus ``b`` on the same test images, with a paired test.
+
+    The difference per image is averaged over the seeds (repeats), then
+    :func:`scipy.stats.bootstrap` resamples *images* (a paired bootstrap). The
+    ``verdict`` is ``a`` or ``b`` when the interval excludes 0, else ``"tie"``
+    (no difference this evaluation can detect). McNemar's exact test per seed is
+    reported too (``mcnemar``: one dict per seed).
+    """
+    from scipy import stats
+
+    ra, rb = _by_repeat(records, dataset, a, per_class), _by_repeat(records, dataset, b, per_class)
+    if sorted(ra) != sorted(rb) or any(not np.array_equal(ra[k][0], rb[k][0]) for k in ra):
+        raise ValueError("the two methods were not scored on the same test images.")
+    diff = np.mean([ra[k][1] - rb[k][1] for k in sorted(ra)], axis=0)
+    if np.all(diff == diff[0]):  # identical on every image: nothing to resample
+        low = high = float(diff[0])
+    else:
+        res = stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile",
+                              confidence_level=confidence, rng=np.random.default_rng(seed), vectorized=True)
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    verdict = a if low > 0 else b if high < 0 else "tie"
+    return {"a": a, "b": b, "difference": float(diff.mean()), "low": low, "high": high, "verdict": verdict,
+            "n_images": len(diff), "mcnemar": [mcnemar_exact(ra[k][1], rb[k][1]) for k in sorted(ra)]}
+
+
+def mcnemar_power(n: int, discordance: float, difference: float, alpha: float = 0.05) -> float:
+    """Power of McNemar's exact test (level ``alpha``) on ``n`` paired images.
+
+    ``discordance``: the share of images the two methods disagree on (one right,
+    one wrong); ``difference``: the true accuracy difference. The number of
+    discordant pairs is binomial(``n``, ``discordance``); given ``D`` of them,
+    the count won by the better method is binomial(``D``, 1/2 + difference /
+    (2 discordance)). Exact sums with :mod:`scipy.stats`.
+    """
+    from scipy import stats
+
+    if not 0 < discordance <= 1 or abs(difference) > discordance:
+        raise ValueError("need 0 < discordance <= 1 and |difference| <= discordance.")
+    q = 0.5 + abs(difference) / (2 * discordance)
+    d = stats.binom(n, discordance)
+    lo_d, hi_d = (int(v) for v in d.interval(1 - 1e-9))
+    power = 0.0
+    for D in range(max(lo_d, 1), hi_d + 1):
+        k = np.arange(D + 1)
+        crit = [kk for kk in range(D // 2 + 1) if stats.binomtest(kk, D, 0.5).pvalue < alpha]
+        if not crit:
+            continue
+        lo = max(crit)  # reject when k <= lo or k >= D - lo (the test is symmetric)
+        reject = (k <= lo) | (k >= D - lo)
+        power += d.pmf(D) * stats.binom.pmf(k[reject], D, q).sum()
+    return float(power)
+
+
+def summarize(records, dataset: str, per_class=None, methods=METHODS, **kw) -> dict:
+    """{method: accuracy_interval(...) plus median seconds, epochs, trainable weights and gap} for one cell."""
+    out = {}
+    for m in methods:
+        rows = [r for r in records if r["dataset"] == dataset and r["method"] == m and r["per_class"] == per_class]
+        if not rows:
+            continue
+        out[m] = accuracy_interval(records, dataset, m, per_class, **kw) | {
+            "seconds": float(np.median([r["seconds"] for r in rows])),
+            "epochs": float(np.median([r["epochs"] for r in rows])),
+            "trainable_params": int(rows[0]["trainable_params"]),
+            "gap": float(np.mean([r["gap"] for r in rows])),
+            "train_accuracy": float(np.mean([r["train_accuracy"] for r in rows])),
+            "runs": len(rows)}
+    return out

@@ -320,72 +320,88 @@ _METHOD_STYLE = {"feature_extraction": ("feature extraction", "#1f77b4", "o"),
                  "scratch": ("from scratch", "#2ca02c", "^")}
 
 
-def _grouped(records, dataset: str, value: str):
-    """{method: (x, mean, low, high)} over training-set sizes (x = labels per class)."""
-    out = {}
-    for method in _METHOD_STYLE:
-        rows = [r for r in records if r["dataset"] == dataset and r["method"] == method]
-        if not rows:
-            continue
-        sizes = sorted({r["n_train"] for r in rows})
-        x, mean, low, high = [], [], [], []
-        for n in sizes:
-            vals = np.array([r[value] for r in rows if r["n_train"] == n], dtype=float)
-            per_class = [r["per_class"] for r in rows if r["n_train"] == n][0]
-            x.append(per_class if per_class is not None else n / max(1, _num_classes(rows)))
-            mean.append(vals.mean())
-            low.append(vals.min())
-            high.append(vals.max())
-        out[method] = tuple(np.array(v) for v in (x, mean, low, high))
-    return out
+def plot_comparison(rows: list[dict], ax=None, title: str | None = None, ylabel: str = "test accuracy",
+                    chance: float | None = None):
+    """Accuracy against labels per class, one line per method, with 95 % interval bars.
 
-
-def _num_classes(rows) -> int:
-    sized = [r for r in rows if r["per_class"] is not None]
-    return int(round(sized[0]["n_train"] / sized[0]["per_class"])) if sized else 1
-
-
-def plot_comparison(records: list[dict], dataset: str, value: str = "test_accuracy", ax=None,
-                    title: str | None = None, ylabel: str | None = None):
-    """``value`` against labels per class for each method: mean with min-max bars over seeds."""
+    ``rows``: dicts with ``method``, ``x`` (training labels per class),
+    ``accuracy``, ``low`` and ``high`` (for example from
+    :func:`tlcourse.experiments.summarize`). Works for any dataset; methods not
+    in the course's three get a default style. ``chance`` draws a dotted line.
+    """
     from matplotlib.ticker import NullFormatter
 
     fig, ax = _axes(ax, (6, 4))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     ticks: set = set()
-    for method, (x, mean, low, high) in _grouped(records, dataset, value).items():
-        label, color, marker = _METHOD_STYLE[method]
-        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, marker=marker, capsize=3, label=label)
+    n = max(1, len(methods))
+    for i, method in enumerate(methods):
+        label, color, marker = _METHOD_STYLE.get(method, (method.replace("_", " "), None, "o"))
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["x"])
+        x = np.array([r["x"] for r in pts], dtype=float)
+        acc = np.array([r["accuracy"] for r in pts])
+        low, high = np.array([r["low"] for r in pts]), np.array([r["high"] for r in pts])
+        shift = x * 1.04 ** (i - (n - 1) / 2)  # side by side, so the bars do not hide each other
+        ax.errorbar(shift, acc, yerr=[acc - low, high - acc], color=color, marker=marker, capsize=3, label=label)
         ticks.update(float(v) for v in x)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
-    ticks = sorted(ticks)  # label the sizes that were run, as plain numbers ("all" shows its mean)
+    ticks = sorted(ticks)
     ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training labels per class (log scale)")
-    ax.set_ylabel(ylabel or value.replace("_", " "))
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title or dataset)
+    ax.set_title(title or "")
     return fig
 
 
-def plot_cost(records: list[dict], ax=None, title: str | None = None):
-    """Total time per run (log scale) against test accuracy, every run a point."""
-    fig, ax = _axes(ax, (6, 4))
-    markers = {"clipart": "o", "fashion_mnist": "x"}
-    for method, (label, color, _) in _METHOD_STYLE.items():
-        for dataset, marker in markers.items():
-            rows = [r for r in records if r["method"] == method and r["dataset"] == dataset]
-            if rows:
-                ax.scatter([r["total_seconds"] for r in rows], [r["test_accuracy"] for r in rows], color=color,
-                           marker=marker, alpha=0.7, label=f"{label}, {dataset}")
+def plot_cost(rows: list[dict], ax=None, title: str | None = None):
+    """Training seconds per run (log scale) against accuracy, one point per (dataset, method) with 95 % bars.
+
+    ``rows``: dicts with ``dataset``, ``method``, ``seconds``, ``accuracy``,
+    ``low``, ``high``. Any dataset names work: each gets its own marker.
+    """
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
+    fig, ax = _axes(ax, (6, 4))
+    marks = "os^Dvx*P"
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    for r in rows:
+        label, color, _ = _METHOD_STYLE.get(r["method"], (r["method"], None, "o"))
+        ax.errorbar([r["seconds"]], [r["accuracy"]], yerr=[[r["accuracy"] - r["low"]], [r["high"] - r["accuracy"]]],
+                    color=color, marker=marks[datasets.index(r["dataset"]) % len(marks)], capsize=3,
+                    linestyle="none", label=f"{label}, {r['dataset']}")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("seconds per run (training + share of the frozen pass)")
+    ax.set_xlabel("training seconds per run (median)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2)
     ax.set_title(title or "cost against accuracy")
+    return fig
+
+
+def plot_power(curves: dict, ax=None, title: str | None = None, marks: dict | None = None):
+    """Power of a paired test against the discordance rate, one line per number of test images.
+
+    ``curves``: ``{label: (discordance rates, power)}``; ``marks``: ``{label:
+    (discordance, power)}`` points to highlight (a measured discordance).
+    """
+    fig, ax = _axes(ax, (6, 4))
+    for label, (d, pw) in curves.items():
+        ax.plot(d, pw, label=label)
+    for label, (d, pw) in (marks or {}).items():
+        ax.plot([d], [pw], "o", color="black")
+        ax.annotate(label, (d, pw), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("share of images the two methods disagree on")
+    ax.set_ylabel("power (chance of detecting it)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "")
     return fig

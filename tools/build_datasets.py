@@ -3,8 +3,8 @@
 
 Usage (from the repository root)::
 
-    sudo apt-get install openclipart-png dataset-fashion-mnist
-    python tools/build_datasets.py            # writes datasets/clipart, datasets/fashion_mnist.npz
+    sudo apt-get install openclipart-png dataset-fashion-mnist espeak-ng
+    python tools/build_datasets.py            # writes datasets/clipart, clipart_extra, *.npz
     python tools/build_datasets.py --check    # rebuild into a temp dir and compare with the manifest
 
 The build is deterministic: re-running it produces byte-identical files (fixed
@@ -38,6 +38,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 EXPECTED_VERSIONS = {
     "openclipart-png": "1:0.18+dfsg-19",
     "dataset-fashion-mnist": "0.0~git20200523.55506a9-1",
+    "espeak-ng": "1.51+dfsg-10+deb12u2",
 }
 SIZE = 128
 MARGIN = 0.06  # white border around the cropped object, as a fraction of the side
@@ -232,6 +233,69 @@ CLIPART: dict[str, dict[str, list[str]]] = {
     },
 }
 
+# --------------------------------------------------------------------------
+# More clip art for notebook 03's cross-validated comparison (not used by
+# notebooks 01-02, whose fixed 7-class split stays as it is). Three new
+# classes and a few pictures for existing classes, found outside the folders
+# above, curated the same way (contact sheets; drops listed with reasons).
+# Pictures whose pixels equal a picture already in clipart/ are skipped.
+# Written to clipart_extra/<class>/<name>.png (no split: 03 pools everything
+# and cross-validates).
+# --------------------------------------------------------------------------
+CLIPART_EXTRA: dict[str, dict[str, list[str]]] = {
+    "flowers": {
+        "dirs": ["plants/flowers"],
+        "files": [],
+        "drop": [
+            "plants/flowers/cactus_linda_kim_01.png",  # a cactus
+            "plants/flowers/cartoon_tree_01.png",  # a tree (in trees)
+            "plants/flowers/magnolia-white_patricia__01.png",  # flower on a black tile
+            "plants/flowers/mirjam_meijer_mirjam_mei_01.png",  # butterflies, flowers and text
+        ],
+    },
+    "houses": {
+        "dirs": ["buildings/homes"],
+        "files": [],
+        "drop": [
+            "buildings/homes/chalet_di_montagna_arch_01.png",  # small scene with text
+            "buildings/homes/home10.png",  # igloo
+            "buildings/homes/home11.png",  # teepee
+            "buildings/homes/home13.png",  # tent
+            "buildings/homes/home8.png",  # tent
+            "buildings/homes/houses_jon_phillips_01.png",  # broken render (dark blob)
+            "buildings/homes/lighthouse_matthew_gates_.png",  # a lighthouse
+            "buildings/homes/lowtec_house_christoph_b_01.png",  # an outhouse
+            "buildings/homes/pinkhome3.png",  # a castle
+            "buildings/homes/pinkhome-simple.png",  # near-copy of pinkhome.png
+        ],
+    },
+    "trees": {
+        "dirs": ["plants/trees"],
+        "files": ["plants/albero_architetto_france_01.png", "plants/arbre_modern_jean-victor_01.png", "plants/palmtree_b_r_kessels_.png"],
+        "drop": [
+            "plants/trees/bowsaw_benji_park_01.png",  # a saw
+            "plants/trees/bypasspruner_benji_park_01.png",  # pruning shears
+            "plants/trees/christmas_balls_mo_01.png",  # baubles
+            "plants/trees/fall_coloured_leaf_geral_01.png",  # leaves
+            "plants/trees/fall_coloured_leaf_geral_02.png",  # leaves
+            "plants/trees/fall_scene_in_a_circle_a_01.png",  # a scene
+            "plants/trees/fern_mo_01.png",  # a fern leaf
+            "plants/trees/tree_01.png",  # silhouette on a cliff, scene
+        ],
+    },
+    "fruit": {"dirs": [], "drop": [],
+              "files": ["food/apple_bitten_dan_gerhard_01.png", "food/apple_with_worm_dan_gerh_01.png",
+                        "food/grapes_leif_lodahl_02.png", "food/watermelon_james_kilfige_01.png"]},
+    "mammals": {"dirs": [], "drop": [],
+                "files": ["animals/armadillo_architetto_fra_01.png", "animals/bison_leif_lodahl_01.png",
+                          "animals/seal.png", "animals/seal_sek_.png"]},
+    "birds": {"dirs": [], "drop": [],
+              "files": ["animals/emperor_penguin_ralf_ste_01.png", "animals/pinguino_col_piccolo_arc_01.png",
+                        "animals/ralf_ark.in-berlin.de_ra_01.png"]},
+    "bugs": {"dirs": [], "drop": [], "files": ["animals/punaisa_01.png"]},
+}
+
+
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -277,8 +341,8 @@ def _group_key(name: str) -> str:
     return stem.rstrip("0123456789_-r.")
 
 
-def clipart_sources(cls: str) -> list[Path]:
-    spec = CLIPART[cls]
+def clipart_sources(cls: str, table: dict | None = None) -> list[Path]:
+    spec = (CLIPART if table is None else table)[cls]
     drop = set(spec["drop"])
     paths: list[str] = []
     for d in spec["dirs"]:
@@ -313,12 +377,12 @@ def assign_splits(names: list[str]) -> dict[str, str]:
     return out
 
 
-def build_clipart(out_dir: Path) -> dict[str, dict[str, int]]:
+def build_clipart(out_dir: Path, seen: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
     root = out_dir / "clipart"
     if root.exists():
         shutil.rmtree(root)
     counts: dict[str, dict[str, int]] = {}
-    seen: dict[str, str] = {}
+    seen = {} if seen is None else seen
     for cls in sorted(CLIPART):
         images: dict[str, Image.Image] = {}
         for src in clipart_sources(cls):
@@ -340,6 +404,35 @@ def build_clipart(out_dir: Path) -> dict[str, dict[str, int]]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             images[name].save(dest, format="PNG", optimize=True)
             counts[cls][split] += 1
+        print(f"  {cls:10s} {counts[cls]}")
+    return counts
+
+
+def build_clipart_extra(out_dir: Path, seen: dict[str, str]) -> dict[str, int]:
+    """``clipart_extra/<class>/<name>.png``: more pictures for notebook 03's pooled comparison.
+
+    ``seen`` holds the pixel hashes of ``clipart/`` (from :func:`build_clipart`),
+    so a picture already there is not added twice.
+    """
+    root = out_dir / "clipart_extra"
+    if root.exists():
+        shutil.rmtree(root)
+    counts: dict[str, int] = {}
+    for cls in sorted(CLIPART_EXTRA):
+        counts[cls] = 0
+        for src in clipart_sources(cls, CLIPART_EXTRA):
+            with Image.open(src) as im:
+                digest = hashlib.sha256(im.convert("RGBA").tobytes()).hexdigest()
+            if digest in seen:
+                print(f"  duplicate skipped: {src.relative_to(OPENCLIPART)} (= {seen[digest]})")
+                continue
+            seen[digest] = str(src.relative_to(OPENCLIPART))
+            dest = root / cls / (src.stem.strip("._-").replace(" ", "_") + ".png")
+            if dest.exists():
+                dest = dest.with_name(f"{src.stem}_{digest[:6]}.png")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            normalise_clipart(src).save(dest, format="PNG", optimize=True)
+            counts[cls] += 1
         print(f"  {cls:10s} {counts[cls]}")
     return counts
 
@@ -395,6 +488,105 @@ def build_fashion(out_dir: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
+# ------------------------------------------------------------- spoken words
+# The distant domain of notebook 03: log-mel spectrograms (images of sound) of
+# ten spoken command words, synthesised offline with espeak-ng. Every clip's
+# voice, variant, speed, pitch, noise level and time offset are drawn from one
+# seeded generator, so the build is deterministic (espeak-ng's output for the
+# same arguments is byte-identical).
+ESPEAK = "espeak-ng"
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+SPEECH_VOICES = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd",
+                 "en-029"]
+SPEECH_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "croak", "klatt",
+                   "klatt2"]
+SPEECH_PER_WORD = 60
+SPEECH_SEED = 20261129
+SPEC_SIZE = 64          # 64 mel bands x 64 frames
+SPEC_RATE = 22050       # espeak-ng's sample rate
+SPEC_SECONDS = 1.0
+
+
+def speech_clip(word: str, voice: str, variant: str, speed: int, pitch: int) -> np.ndarray:
+    """One utterance from espeak-ng as float32 samples at 22,050 Hz."""
+    from scipy.io import wavfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "clip.wav"
+        subprocess.run([ESPEAK, "-v", f"{voice}+{variant}", "-s", str(speed), "-p", str(pitch),
+                        "-w", str(wav), word], check=True, capture_output=True)
+        rate, x = wavfile.read(wav)
+    if rate != SPEC_RATE:
+        raise SystemExit(f"espeak-ng wrote {rate} Hz, expected {SPEC_RATE}")
+    return x.astype(np.float32) / 32768.0
+
+
+def log_mel_spectrogram(x: np.ndarray, size: int = SPEC_SIZE) -> np.ndarray:
+    """``size`` mel bands (60 Hz - 8 kHz) x ``size`` frames of a 1-second clip, in dB, as uint8 (80 dB range).
+
+    Low frequencies are at the bottom of the image, time runs left to right.
+    """
+    from scipy import signal
+
+    n = int(SPEC_RATE * SPEC_SECONDS)
+    nperseg = 512
+    hop = (n - nperseg) // (size - 1)
+    f, _, power = signal.spectrogram(x[:n], fs=SPEC_RATE, window="hann", nperseg=nperseg,
+                                     noverlap=nperseg - hop, nfft=2048, mode="psd")
+    power = power[:, :size]
+    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731  (the usual mel scale)
+    edges = np.linspace(mel(60), mel(8000), size + 1)
+    band = np.clip(np.searchsorted(edges, mel(f), side="right") - 1, -1, size)
+    bands = np.stack([power[band == b].mean(axis=0) for b in range(size)])
+    db = 10 * np.log10(bands + 1e-12)
+    db = np.clip(db, db.max() - 80, db.max())
+    img = np.round((db - db.min()) / max(np.ptp(db), 1e-6) * 255).astype(np.uint8)
+    return img[::-1]
+
+
+def build_spoken_words(out_dir: Path) -> dict[str, dict[str, int]]:
+    """``spoken_words.npz``: 600 spectrograms (10 words x 60 speakers/settings), split 60/20/20 per word."""
+    rng = np.random.default_rng(SPEECH_SEED)
+    n = int(SPEC_RATE * SPEC_SECONDS)
+    xs, ys, meta = [], [], []
+    for label, word in enumerate(WORDS):
+        for _ in range(SPEECH_PER_WORD):
+            voice = str(rng.choice(SPEECH_VOICES))
+            variant = str(rng.choice(SPEECH_VARIANTS))
+            speed, pitch = int(rng.integers(110, 211)), int(rng.integers(20, 81))
+            snr_db = float(rng.uniform(5, 25))
+            clip = speech_clip(word, voice, variant, speed, pitch)
+            clip = clip[np.flatnonzero(np.abs(clip) > 1e-3).min():][:n]  # drop leading silence
+            start = int(rng.integers(0, n - len(clip) + 1))
+            x = np.zeros(n, np.float32)
+            x[start:start + len(clip)] = clip
+            power = np.mean(clip ** 2)
+            x += rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), n).astype(np.float32)
+            xs.append(log_mel_spectrogram(x))
+            ys.append(label)
+            meta.append(f"{voice}+{variant} speed {speed} pitch {pitch} snr {snr_db:.1f} dB offset {start}")
+    x, y, meta = np.stack(xs), np.asarray(ys, np.uint8), np.asarray(meta)
+    arrays: dict[str, np.ndarray] = {}
+    counts = {w: {"train": 0, "val": 0, "test": 0} for w in WORDS}
+    split_of = np.empty(len(y), dtype="<U5")
+    for label, word in enumerate(WORDS):  # fixed 60/20/20 per word: the clips are i.i.d. draws already
+        idx = np.flatnonzero(y == label)
+        k = len(idx)
+        split_of[idx[: int(0.6 * k)]] = "train"
+        split_of[idx[int(0.6 * k): int(0.8 * k)]] = "val"
+        split_of[idx[int(0.8 * k):]] = "test"
+    for split in ("train", "val", "test"):
+        sel = np.flatnonzero(split_of == split)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[sel], y[sel]
+        arrays[f"settings_{split}"] = meta[sel]
+        for label, word in enumerate(WORDS):
+            counts[word][split] = int((y[sel] == label).sum())
+    arrays["class_names"] = np.array(WORDS)
+    _write_npz(out_dir / "spoken_words.npz", arrays)
+    print(f"  spoken_words: {len(y)} clips, {SPEECH_PER_WORD} per word")
+    return counts
+
+
 def write_manifest(out_dir: Path) -> Path:
     files = sorted(
         p for p in out_dir.rglob("*")
@@ -414,9 +606,14 @@ def build(out_dir: Path) -> None:
                   file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     print("clipart:")
-    build_clipart(out_dir)
+    seen: dict[str, str] = {}
+    build_clipart(out_dir, seen)
+    print("clipart_extra:")
+    build_clipart_extra(out_dir, seen)
     print("fashion_mnist:")
     build_fashion(out_dir)
+    print("spoken_words:")
+    build_spoken_words(out_dir)
     m = write_manifest(out_dir)
     print(f"wrote {m} ({len(m.read_text().splitlines())} files)")
 
