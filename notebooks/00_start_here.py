@@ -54,7 +54,7 @@ assert not broken, f"fix these before going on: {broken}"
 print("no check failed")
 
 # %% [markdown]
-# **Offline status.** Nothing below uses the network. The default network and both datasets are
+# **Offline status.** Nothing below uses the network. The default network and the datasets are
 # on this disk (checked above); the optional extras (other Keras backbones, bigger datasets) are
 # listed as cached or not. Prepare a classroom without Wi-Fi with `python -m tlcourse prefetch`.
 #
@@ -97,11 +97,12 @@ for name, description in data.list_datasets().items():
 # | `00_start_here` | this check | < 1 min |
 # | `01_feature_extraction` | freeze a pretrained network, cache its features, train a head; BatchNorm; look inside with PCA | about 1-1.5 min |
 # | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 2.5-3 min |
-# | `03_comparison` | feature extraction vs fine tuning vs from scratch, 2 datasets, 4-5 sizes, 3 seeds, and a decision guide built from it | about 4-5 min |
+# | `03_comparison` | feature extraction vs fine tuning vs from scratch on clip art, Fashion-MNIST and spoken-word spectrograms: cross-validation, 95 % intervals, paired tests, early stopping, a claims table and a decision guide built from it | about RUNTIME min |
 #
-# The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*; every
-# claim in it is measured somewhere in 01-03, and where our measurements disagree, the notebook
-# says so.
+# The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*. Notebook
+# 03 ends with a **claims table**: each claim of the article, the section that tests it, the
+# verdict (agrees, disagrees, partly, not shown) and the evidence with its 95 % interval. Where
+# our measurements disagree with the article, the notebooks say so.
 #
 # ## 4. How to use the sliders (notebook 02)
 # * **unfreeze**: how many blocks, counted from the top, will train. 0 is feature extraction;

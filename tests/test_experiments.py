@@ -170,6 +170,16 @@ def test_the_interval_widens_when_seeds_disagree():
     assert two["seeds"] == 2 and (two["high"] - two["low"]) > (one["high"] - one["low"])
 
 
+def test_mcnemar_power_uses_the_same_rejection_region_as_binomtest():
+    from scipy import stats
+
+    # n = D = all discordant (discordance 1): power is the rejection probability of binomtest itself
+    D, q = 30, 0.5 + 0.3 / 2
+    reject = [k for k in range(D + 1) if stats.binomtest(k, D, 0.5).pvalue < 0.05]
+    expected = stats.binom.pmf(reject, D, q).sum()
+    assert E.mcnemar_power(D, 1.0, 0.3) == pytest.approx(expected, rel=1e-6)
+
+
 def test_mcnemar_power_grows_with_images_and_falls_with_disagreement():
     p450 = E.mcnemar_power(450, 0.10, 0.03)
     assert 0 < p450 < E.mcnemar_power(2000, 0.10, 0.03) <= 1

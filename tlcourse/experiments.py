@@ -310,7 +310,7 @@ def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int, seed: int =
     for i, filters in enumerate((16, 32, 64)):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
                           kernel_initializer=keras.initializers.GlorotUniform(seed=seed * 100 + i))(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)  # warms up in tens of steps, not hundreds
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -474,9 +474,10 @@ def run_grid(dataset: str, folds: list[Fold], settings: Settings, sizes=(None,),
 
 
 def select_fine_tuning(dataset: str, fold: Fold, settings: Settings, depths=(1, 2, 4, 9),
-                       learning_rates=(1e-5, 1e-4, 1e-3)) -> tuple[dict, list[dict]]:
+                       learning_rates=(1e-5, 1e-4, 1e-3), per_class: int | None = None) -> tuple[dict, list[dict]]:
     """Choose fine tuning's depth and learning rate on ``fold``'s VALIDATION split.
 
+    Trains on ``fold``'s training images (``per_class`` of each class, or all).
     Returns ``(best, table)``: the best ``{"depth", "learning_rate",
     "val_accuracy", ...}`` and one row per pair (with epochs and seconds). The
     test fold is not even predicted. Ties go to the shallower depth, then the lower rate.
@@ -485,7 +486,8 @@ def select_fine_tuning(dataset: str, fold: Fold, settings: Settings, depths=(1, 
     without_test = Fold(fold.repeat, fold.fold, fold.train, fold.val, np.zeros(0, int))
     for depth in depths:
         for lr in learning_rates:
-            r = run_method(dataset, "fine_tuning", without_test, replace(settings, depth=depth, learning_rate=lr))
+            r = run_method(dataset, "fine_tuning", without_test, replace(settings, depth=depth, learning_rate=lr),
+                           per_class)
             table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
                           "val_accuracy": r["val_accuracy"], "epochs": r["epochs"], "seconds": r["seconds"],
                           "trainable_params": r["trainable_params"]})
@@ -599,13 +601,14 @@ def mcnemar_power(n: int, discordance: float, difference: float, alpha: float = 
     lo_d, hi_d = (int(v) for v in d.interval(1 - 1e-9))
     power = 0.0
     for D in range(max(lo_d, 1), hi_d + 1):
-        k = np.arange(D + 1)
-        crit = [kk for kk in range(D // 2 + 1) if stats.binomtest(kk, D, 0.5).pvalue < alpha]
-        if not crit:
+        # the exact two-sided test at p = 1/2 rejects when k <= lo or k >= D - lo, where lo is the
+        # largest k with 2 P(X <= k) < alpha (this is binomtest's p-value for k < D / 2)
+        k = np.arange(D // 2 + 1)
+        small = np.flatnonzero(2 * stats.binom.cdf(k, D, 0.5) < alpha)
+        if not len(small):
             continue
-        lo = max(crit)  # reject when k <= lo or k >= D - lo (the test is symmetric)
-        reject = (k <= lo) | (k >= D - lo)
-        power += d.pmf(D) * stats.binom.pmf(k[reject], D, q).sum()
+        lo = int(small[-1])
+        power += d.pmf(D) * (stats.binom.cdf(lo, D, q) + stats.binom.sf(D - lo - 1, D, q))
     return float(power)
 
 
