@@ -90,7 +90,7 @@ def test_per_class_indices():
     assert np.array_equal(idx, E.per_class_indices(y, 3, seed=5))
     assert np.bincount(y[idx]).tolist() == [3, 3, 3, 3]
     assert not np.array_equal(idx, E.per_class_indices(y, 3, seed=6))
-    with pytest.raises(ValueError, match="at most"):
+    with pytest.raises(ValueError, match="maximum"):
         E.per_class_indices(np.repeat(np.arange(2), 5), 6, seed=0)
 
 

@@ -37,25 +37,22 @@ def test_plot_confusion_counts_each_true_and_predicted_pair():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "bird"]
 
 
-def _records(dataset: str) -> list[dict]:
-    out = []
-    for method, base in (("feature_extraction", 0.6), ("fine_tuning", 0.7)):
-        for per_class in (5, 20):
-            for seed in (0, 1):
-                acc = base + per_class / 100 + seed / 100
-                out.append(dict(dataset=dataset, method=method, per_class=per_class, n_train=per_class * 4,
-                                seed=seed, test_accuracy=acc, total_seconds=1.0 + seed))
-    return out
+def _rows(dataset: str) -> list[dict]:
+    return [dict(dataset=dataset, method=method, x=per_class, accuracy=base + per_class / 100,
+                 low=base + per_class / 100 - 0.05, high=base + per_class / 100 + 0.04, seconds=1.0 + per_class)
+            for method, base in (("feature_extraction", 0.6), ("fine_tuning", 0.7)) for per_class in (5, 20)]
 
 
 @pytest.mark.parametrize("dataset", ["eurosat", "my own pictures"])
 def test_plot_comparison_draws_any_dataset(dataset):
-    fig = plots.plot_comparison(_records(dataset) + _records("clipart"), dataset)
+    fig = plots.plot_comparison(_rows(dataset), title=dataset)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["feature extraction", "fine tuning"] and ax.get_title() == dataset
     means = [container.lines[0].get_ydata().tolist() for container in ax.containers]
-    assert means == [pytest.approx([0.655, 0.805]), pytest.approx([0.755, 0.905])]  # mean over seeds
+    assert means == [pytest.approx([0.65, 0.8]), pytest.approx([0.75, 0.9])]
+    fig = plots.plot_cost(_rows(dataset) + _rows("clipart"))
+    assert len(fig.axes[0].get_legend().get_texts()) == 8  # 2 methods x 2 sizes x 2 datasets, any names
 
 
 def test_plot_history_accepts_histories_and_offsets():

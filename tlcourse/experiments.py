@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import per_class_indices  # the course's one per-class sampler (re-exported)
 from .training import build_fine_tune_model, count_params, extract_features, split_at_depth
 
 __all__ = ["METHODS", "Settings", "Pool", "Fold", "load_pool", "cv_folds", "fixed_folds", "per_class_indices",
@@ -214,24 +215,6 @@ def fixed_folds(pool: Pool, seeds=(0,)) -> list[Fold]:
     if pool.fixed is None:
         raise ValueError(f"{pool.name} has no fixed split; use cv_folds().")
     return [Fold(s, 0, pool.fixed["train"], pool.fixed["val"], pool.fixed["test"]) for s in seeds]
-
-
-def per_class_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
-    """Positions of ``per_class`` examples of each class, drawn by ``seed`` (sorted); ``None`` keeps all."""
-    labels = np.asarray(labels)
-    if per_class is None:
-        return np.arange(len(labels))
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1 (or None for all), got {per_class}.")
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if per_class > len(idx):
-            raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} training examples; "
-                             f"use at most {np.bincount(labels).min()} (or None for all).")
-        picked.append(rng.choice(idx, per_class, replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 # --------------------------------------------------------------------------- #
@@ -436,7 +419,8 @@ def run_method(dataset: str, method: str, fold: Fold, s: Settings, per_class: in
             acts, _ = _activations(pool, s, s.depth)
             key = ("fine_tune", dataset, s.backbone, s.image_size, s.depth, k)
             if key not in _MODELS:
-                built, _, _ = build_fine_tune_model(_base(s.backbone, s.image_size), s.depth, k, acts.shape[1:])
+                built, _, _ = build_fine_tune_model(_base(s.backbone, s.image_size), s.depth, k, acts.shape[1:],
+                                                    seed=seed)
                 _MODELS[key] = (_compile(built, s.learning_rate), built.get_weights())
             model, pretrained = _MODELS[key]
             _restart(model, pretrained, seed + 1, s.learning_rate)
