@@ -127,12 +127,13 @@ def _clipart_pool() -> Pool:
     """``clipart/`` (all three splits) plus ``clipart_extra/``, checked against the manifest."""
     from PIL import Image
 
-    from .config import datasets_dir, sha256_file
+    from .config import datasets_dir
+    from .data import hash_matches
 
     root = datasets_dir()
     entries = {rel: h for rel, h in _manifest().items()
                if re.match(r"clipart(_extra)?/.+\.png$", rel)}
-    bad = [rel for rel, h in sorted(entries.items()) if not (root / rel).exists() or sha256_file(root / rel) != h]
+    bad = [rel for rel, h in sorted(entries.items()) if not (root / rel).exists() or not hash_matches(root / rel, h)]
     if bad:
         raise RuntimeError(f"{len(bad)} clip-art files are missing or changed (first: {bad[0]}); restore them "
                            "with `git checkout datasets/` or rebuild with `python tools/build_datasets.py`.")
