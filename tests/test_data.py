@@ -133,7 +133,7 @@ def datasets_copy(tmp_path, monkeypatch):
 
 def test_integrity_check_leaves_nothing_behind(datasets_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "cache"))
-    assert data.verify_datasets() == {"clipart": True, "fashion_mnist": True}
+    assert data.verify_datasets() == {"clipart": True, "fashion_mnist": True, "spoken_words": True}
     assert not any((tmp_path / "cache").rglob("*"))  # no stamp file: every check hashes (about 20 ms)
 
 
