@@ -496,23 +496,6 @@ def _compile_classifier(model, learning_rate: float):
     return model
 
 
-# Used by experiments.py until issue 11 lands its own model handling; fine_tune does not use them.
-def _seed_variables(model) -> list:
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
-
-
-def _restart_compiled(model, weights: list, seed_states: list, learning_rate: float | None = None):
-    model.set_weights(weights)
-    for var, state in zip(_seed_variables(model), seed_states):
-        var.assign(np.asarray(state, dtype=var.dtype))
-    for var in model.optimizer.variables:
-        if "learning_rate" not in var.path:
-            var.assign(np.zeros(var.shape, dtype=var.dtype))
-    if learning_rate is not None:
-        model.optimizer.learning_rate.assign(learning_rate)
-    return model
-
-
 #: Compiled fine-tuning models, per base (weakly) and graph, with the state each starts from.
 #: Compiling and tracing a new model costs about 2.5 s per fine_tune call on 2 cores
 #: (2.8 s reused vs 5.4 s rebuilt at depth 1, measured side by side; tests/benchmarks/README.md).
