@@ -558,13 +558,13 @@ print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch
 print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall)")
 
 # %% slideshow={"slide_type": "-"}
-assert abs(best.test_accuracy - baseline_test) <= 0.08, "fine tuning now clearly wins or loses: update the verdict"
+assert abs(best.test_accuracy - baseline_test) <= 4 / 75 + 1e-9, "fine tuning now differs by more than 4 test images: update the verdict"
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # **What this notebook measured.** On about 32 training images per class and 75 test images,
-# the best fine-tuned model chosen on validation lands within a few test images of the
-# feature-extraction baseline (the assert allows 0.08): no better accuracy that this test set
-# can see. The risks, on the other hand, are large and easy to trigger: a learning rate of 1e-2
+# the best fine-tuned model chosen on validation lands within 4 test images (0.053) of the
+# feature-extraction baseline (the assert pins that), well inside the ±0.09 sampling error of
+# 75 test images: no better accuracy that this test set can see. The risks, on the other hand, are large and easy to trigger: a learning rate of 1e-2
 # destroys the model, 1e-3 on the whole network damages it, and a forgotten `compile()` silently
 # trains nothing. That agrees with the article's "needs more data, careful tuning", and with its
 # advice to start from feature extraction as the baseline. Whether fine tuning pays off with more
