@@ -21,7 +21,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tlcourse import backbones as B  # noqa: E402
-from tlcourse._torch_legacy import UnsafeCheckpointError, load_legacy_state_dict  # noqa: E402
+from tlcourse.torch_legacy import UnsafeCheckpointError, load_legacy_state_dict  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED_BLOCKS = {  # include_top=False, pooling=None

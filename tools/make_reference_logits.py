@@ -13,7 +13,7 @@ Run it in a separate venv (torch is not a course dependency)::
     /tmp/torchvenv/bin/python tools/make_reference_logits.py [--pth PATH] [--check-reader]
 
 ``--check-reader`` also checks that tlcourse's torch-free reader
-(``tlcourse/_torch_legacy.py``, numpy only) gives bit-identical arrays.
+(``tlcourse/torch_legacy.py``, numpy only) gives bit-identical arrays.
 The inputs are regenerated deterministically by :func:`reference_inputs` (the
 test has the same function), so only the logits are stored.
 """
@@ -113,14 +113,14 @@ def main() -> int:
     ap.add_argument("--pth", type=Path, default=None, help="the .pth file (default: packaged)")
     ap.add_argument("--out", type=Path, default=FIXTURE)
     ap.add_argument("--check-reader", action="store_true",
-                    help="compare tlcourse._torch_legacy with torch.load")
+                    help="compare tlcourse.torch_legacy with torch.load")
     args = ap.parse_args()
     pth = args.pth or _default_pth()
     state = torch.load(pth, map_location="cpu", weights_only=True)
     print(f"loaded {len(state)} tensors from {pth}")
     if args.check_reader:
         sys.path.insert(0, str(REPO / "tlcourse"))
-        from _torch_legacy import load_legacy_state_dict  # numpy-only module
+        from torch_legacy import load_legacy_state_dict  # numpy-only module
 
         mine = load_legacy_state_dict(pth)
         assert set(mine) == set(state), "key sets differ"
