@@ -504,8 +504,15 @@ def load_dataset(
 
 
 # ------------------------------------------------------------ user folders
-def _read_image(path: Path, image_size: int, crop_to_aspect_ratio: bool) -> np.ndarray:
-    """Decode one picture fully with PIL -> uint8 (s, s, 3). Raises on any problem."""
+def read_image(path: Path | str, image_size: int, crop_to_aspect_ratio: bool = False) -> np.ndarray:
+    """Decode one picture file fully with PIL into a uint8 ``(image_size, image_size, 3)`` array.
+
+    Transparent pixels are composited on white, grey or palette pictures become RGB,
+    and ``crop_to_aspect_ratio=True`` centre-crops before resizing (as
+    ``keras.utils.image_dataset_from_directory`` does). Raises ``ValueError`` on an
+    empty or undecodable file (``load_folder`` turns that into a message naming it).
+    """
+    path = Path(path)
     from PIL import Image, ImageOps
 
     if path.stat().st_size == 0:
@@ -596,7 +603,7 @@ def load_folder(
                        and not any(part.startswith(".") for part in p.relative_to(d).parts))
         for f in files:
             try:
-                images.append(_read_image(f, image_size, crop_to_aspect_ratio))
+                images.append(read_image(f, image_size, crop_to_aspect_ratio))
                 labels.append(c)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
