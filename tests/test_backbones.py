@@ -68,8 +68,8 @@ def _isolated_caches(monkeypatch, tmp_path):
     keras_home = tmp_path / "keras_home"
     keras_home.mkdir()
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    monkeypatch.setattr(B, "_KERAS_APPS", {k: (CLOSED_PORT_URL, v[1])
-                                           for k, v in B._KERAS_APPS.items()})
+    monkeypatch.setattr(B, "KERAS_APPS", {k: (CLOSED_PORT_URL, v[1])
+                                           for k, v in B.KERAS_APPS.items()})
 
 
 @pytest.fixture(scope="session")
@@ -411,10 +411,10 @@ def test_cached_keras_weights_are_used_without_download(name, app, mode, first_c
     if name != "mobilenet_v2":  # our random-weight file cannot pass the real md5
         with pytest.raises(B.WeightsUnavailableError, match="fails its md5 check"):
             B.load_backbone(name, image_size=size)
-        apps = dict(B._KERAS_APPS)
+        apps = dict(B.KERAS_APPS)
         base, files = apps[name]
         apps[name] = (base, {k: (f, None) for k, (f, _) in files.items()})
-        monkeypatch.setattr(B, "_KERAS_APPS", apps)
+        monkeypatch.setattr(B, "KERAS_APPS", apps)
     model = B.load_backbone(name, image_size=size)
     x = np.random.default_rng(2).uniform(0, 255, (2, size, size, 3)).astype("float32")
     if mode is not None:

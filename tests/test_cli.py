@@ -175,9 +175,9 @@ def fake_keras_weights(server, monkeypatch):  # noqa: F811
     body = b"HDF-ish test weights " * 100
     server.files["vgg16_test_notop.h5"] = body
     md5 = hashlib.md5(body).hexdigest()
-    monkeypatch.setitem(bb._KERAS_APPS, "vgg16",
+    monkeypatch.setitem(bb.KERAS_APPS, "vgg16",
                         (server.url + "/", {False: ("vgg16_test_notop.h5", md5)}))
-    monkeypatch.setitem(bb._KERAS_APPS, "resnet50",
+    monkeypatch.setitem(bb.KERAS_APPS, "resnet50",
                         (server.url + "/", {False: ("resnet50_missing_notop.h5", "0" * 32)}))
     return body
 

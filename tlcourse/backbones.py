@@ -122,7 +122,10 @@ class WeightsUnavailableError(RuntimeError):
 # --------------------------------------------------------------------------
 
 _MNV2_ROWS = (96, 128, 160, 192, 224)
-_KERAS_APPS = {
+#: The online Keras backbones and where their weights come from (public, so that tests
+#: and a classroom mirror can point them elsewhere):
+#: name -> (base URL, {include_top: (file name, md5 or None)}).
+KERAS_APPS = {
     # name: (base URL, {include_top: (file name, md5 or None)})
     "mobilenet_v2": (
         "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
@@ -148,7 +151,7 @@ _KERAS_APPS = {
          False: ("efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d")},
     ),
 }
-_BACKBONES = (DEFAULT_BACKBONE, *_KERAS_APPS)
+_BACKBONES = (DEFAULT_BACKBONE, *KERAS_APPS)
 
 
 def list_backbones() -> list[str]:
@@ -395,10 +398,10 @@ def keras_weights_file(name: str, image_size: int = 224, include_top: bool = Fal
     MobileNetV2 has one file per input size in (96, 128, 160, 192, 224); other
     sizes use the 224 file (convolution weights do not depend on the size).
     """
-    if name not in _KERAS_APPS:
+    if name not in KERAS_APPS:
         raise ValueError(f"{name!r} is not a keras.applications backbone; those are: "
-                         f"{', '.join(_KERAS_APPS)}")
-    base, files = _KERAS_APPS[name]
+                         f"{', '.join(KERAS_APPS)}")
+    base, files = KERAS_APPS[name]
     if name == "mobilenet_v2":
         rows = image_size if image_size in _MNV2_ROWS else 224
         fname = (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}"
