@@ -377,6 +377,17 @@ def assign_splits(names: list[str]) -> dict[str, str]:
     return out
 
 
+def unseen_digest(src: Path, seen: dict[str, str]) -> str | None:
+    """The pixel hash of ``src``, recorded in ``seen``; ``None`` (with a note) if already seen."""
+    with Image.open(src) as im:
+        digest = hashlib.sha256(im.convert("RGBA").tobytes()).hexdigest()
+    if digest in seen:
+        print(f"  duplicate skipped: {src.relative_to(OPENCLIPART)} (= {seen[digest]})")
+        return None
+    seen[digest] = str(src.relative_to(OPENCLIPART))
+    return digest
+
+
 def build_clipart(out_dir: Path, seen: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
     root = out_dir / "clipart"
     if root.exists():
@@ -386,12 +397,9 @@ def build_clipart(out_dir: Path, seen: dict[str, str] | None = None) -> dict[str
     for cls in sorted(CLIPART):
         images: dict[str, Image.Image] = {}
         for src in clipart_sources(cls):
-            with Image.open(src) as im:
-                digest = hashlib.sha256(im.convert("RGBA").tobytes()).hexdigest()
-            if digest in seen:
-                print(f"  duplicate skipped: {src.relative_to(OPENCLIPART)} (= {seen[digest]})")
+            digest = unseen_digest(src, seen)
+            if digest is None:
                 continue
-            seen[digest] = str(src.relative_to(OPENCLIPART))
             name = src.stem.strip("._-").replace(" ", "_") + ".png"
             if name in images:
                 name = f"{src.stem}_{digest[:6]}.png"
@@ -421,12 +429,9 @@ def build_clipart_extra(out_dir: Path, seen: dict[str, str]) -> dict[str, int]:
     for cls in sorted(CLIPART_EXTRA):
         counts[cls] = 0
         for src in clipart_sources(cls, CLIPART_EXTRA):
-            with Image.open(src) as im:
-                digest = hashlib.sha256(im.convert("RGBA").tobytes()).hexdigest()
-            if digest in seen:
-                print(f"  duplicate skipped: {src.relative_to(OPENCLIPART)} (= {seen[digest]})")
+            digest = unseen_digest(src, seen)
+            if digest is None:
                 continue
-            seen[digest] = str(src.relative_to(OPENCLIPART))
             dest = root / cls / (src.stem.strip("._-").replace(" ", "_") + ".png")
             if dest.exists():
                 dest = dest.with_name(f"{src.stem}_{digest[:6]}.png")
