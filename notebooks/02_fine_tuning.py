@@ -27,7 +27,7 @@
 #    features, BatchNorm in training mode, and a "fine-tune" that trains nothing;
 # 5. save the fine-tuned model as a `.keras` file, load it back and classify a picture from a file.
 #
-# **Run time:** about 2.5 minutes on a 2-core laptop CPU, offline.
+# **Run time:** about 1.5 to 2 minutes on a 2-core laptop CPU, offline.
 #
 # Same data and network as notebook 01: 7 classes of clip art, EfficientNet-Lite0 with ImageNet weights.
 

@@ -26,8 +26,8 @@
 # 4. check each claim of the article against measurements, including a genuinely distant
 #    domain (sound), and read the result as a claims table and a decision guide.
 #
-# **Run time:** 17 minutes measured on a shared 2-core machine under heavy load (load average
-# 8-12); expect less on an idle laptop CPU. Offline. Every number below is computed
+# **Run time:** about 8 minutes on an idle 2-core CPU (7:49 under strict nbval from cold caches,
+# measured 2026-11-29; 17 minutes when four other jobs shared the two cores). Offline. Every number below is computed
 # here by `tlcourse.experiments`; none is typed in, and the sentences that state a result are
 # pinned by `assert`s.
 #

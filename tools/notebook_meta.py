@@ -6,7 +6,10 @@
 * the notebook metadata keeps only kernelspec, language_info name and jupytext;
 * TensorFlow's C++ start-up log lines (absl "All log messages before ...", "I0000 ...
   cudart_stub ... Could not find cuda drivers") are removed from stderr outputs: no
-  environment variable silences them in TF 2.21, and a learner reads red lines as an error.
+  environment variable silences them in TF 2.21, and a learner reads red lines as an error;
+* warnings that name a file of this checkout (``/home/me/tlcourse/tlcourse/training.py:295:``)
+  name it relative to the repository (``tlcourse/training.py:295:``), so a stored notebook
+  shows no maintainer's folder.
 
 Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 """
@@ -17,6 +20,9 @@ import json
 import re
 import sys
 
+#: the repository root, as warnings print it (``.../tlcourse/training.py`` -> ``tlcourse/...``)
+_REPO_PREFIX = re.compile(r"(?<![\w/])/[^\s:]*?/(?=tlcourse/[\w/]+\.py:\d+:)")
+
 #: a TensorFlow/absl C++ log line: "WARNING: All log messages before absl::InitializeLog() ..."
 #: or glog style "I0000 00:00:1795954736.021774   12151 cudart_stub.cc:31] ..."
 _TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
@@ -24,16 +30,17 @@ _TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeL
 
 
 def _strip_tf_log(outputs: list) -> list:
-    """Drop TensorFlow's C++ log lines from stderr stream outputs (and outputs left empty)."""
+    """Drop TensorFlow's C++ log lines from stderr stream outputs (and outputs left empty);
+    make paths into this checkout relative to it."""
     kept = []
     for out in outputs:
         if out.get("output_type") == "stream" and out.get("name") == "stderr":
             text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
             lines = text.splitlines(keepends=True)
-            kept_lines = [line for line in lines if not _TF_LOG_LINE.match(line)]
+            kept_lines = [_REPO_PREFIX.sub("", line) for line in lines if not _TF_LOG_LINE.match(line)]
             if not "".join(kept_lines).strip():
                 continue
-            if len(kept_lines) != len(lines):
+            if kept_lines != lines:
                 out["text"] = kept_lines
         kept.append(out)
     return kept
