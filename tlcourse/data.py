@@ -47,6 +47,12 @@ __all__ = [
     "augmentation",
     "hash_matches",
     "per_class_indices",
+    "read_manifest",
+    "resize_images",
+    "group_key",
+    "drawing_groups",
+    "Pool",
+    "load_pool",
 ]
 
 MANIFEST = "MANIFEST.sha256"
@@ -179,7 +185,8 @@ def dataset_path(name: str) -> Path:
 
 
 # -------------------------------------------------------------- integrity
-def _read_manifest() -> dict[str, str]:
+def read_manifest() -> dict[str, str]:
+    """``{path relative to datasets/: sha256}`` from ``datasets/MANIFEST.sha256`` (the one parser)."""
     path = datasets_dir() / MANIFEST
     if not path.exists():
         raise DatasetIntegrityError(
@@ -197,7 +204,7 @@ def _read_manifest() -> dict[str, str]:
 def _manifest_files(name: str) -> dict[str, str]:
     prefix = EMBEDDED[name]
     return {
-        rel: h for rel, h in _read_manifest().items()
+        rel: h for rel, h in read_manifest().items()
         if rel == prefix or rel.startswith(prefix + "/")
     }
 
@@ -280,18 +287,17 @@ def _raw_clipart(root: str, mtime: float = 0.0) -> _Raw:
 
 
 def _manifest_files_for_root(root: Path) -> list[str]:
-    """PNG paths (relative to ``datasets/``) listed in the manifest for clipart.
+    """PNG paths (relative to ``datasets/``) listed in the manifest for ``root``'s folder.
 
     Loading from the manifest (not a glob) ignores stray files such as
     ``.ipynb_checkpoints`` or ``.DS_Store``.
     """
-    manifest = root.parent / MANIFEST
-    if manifest.exists():
-        rels = [ln.split(maxsplit=1)[1].strip() for ln in manifest.read_text().splitlines() if ln.strip()]
-        rels = [r for r in rels if r.startswith("clipart/") and r.endswith(".png")]
-        if rels:
-            return rels
-    return [p.relative_to(root.parent).as_posix() for p in root.glob("*/*/*.png")]
+    prefix = root.name + "/"
+    try:
+        rels = [r for r in read_manifest() if r.startswith(prefix) and r.endswith(".png")]
+    except DatasetIntegrityError:  # no manifest (verify=False): the files on disk
+        rels = []
+    return rels or [p.relative_to(root.parent).as_posix() for p in root.glob("**/*.png")]
 
 
 @functools.lru_cache(maxsize=8)
@@ -412,6 +418,20 @@ def _resize_batch(x, image_size: int):
     return x
 
 
+def resize_images(x: np.ndarray, image_size: int, chunk: int = 512) -> np.ndarray:
+    """uint8 or float images (N, H, W[, C]) as float32 (N, size, size, 3) in 0..255.
+
+    The course's one resize: bilinear, antialiased when shrinking (so thin lines
+    do not alias away), grey images repeated to RGB. Every loader and the
+    comparison use it, so the same picture gives the same pixels everywhere.
+    """
+    x = np.asarray(x)
+    out = np.empty((len(x), image_size, image_size, 3), np.float32)
+    for i in range(0, len(x), chunk):
+        out[i:i + chunk] = _resize_batch(x[i:i + chunk], image_size).numpy()
+    return out
+
+
 def _to_numpy(x: np.ndarray, y: np.ndarray, image_size: int, chunk: int = 512):
     n = len(x)
     need = n * image_size * image_size * 3 * 4
@@ -420,10 +440,7 @@ def _to_numpy(x: np.ndarray, y: np.ndarray, image_size: int, chunk: int = 512):
             f"as_numpy would need {need / 1e9:.1f} GB for {n} images at {image_size} px; "
             "use per_class=..., a smaller image_size, or as_numpy=False (tf.data streams it)"
         )
-    out = np.empty((n, image_size, image_size, 3), np.float32)
-    for i in range(0, n, chunk):
-        out[i:i + chunk] = _resize_batch(x[i:i + chunk], image_size).numpy()
-    return out, y.astype(np.int32)
+    return resize_images(x, image_size, chunk), y.astype(np.int32)
 
 
 def _to_dataset(x: np.ndarray, y: np.ndarray, image_size: int, batch_size: int,
@@ -798,3 +815,116 @@ def augmentation(seed: int = 0, flip: bool = True, rotation: float = 0.05,
         layers.append(keras.layers.RandomTranslation(translation, translation,
                                                      fill_mode="nearest", seed=seed + 3))
     return keras.Sequential(layers, name="augmentation")
+
+
+# ------------------------------------------------------------ pooled datasets
+def group_key(name: str) -> str:
+    """A file name's drawing key: names that differ only by ``_bw`` or a trailing number share one.
+
+    Only half of the rule: Openclipart truncates names, so :func:`drawing_groups`
+    also groups by pixels. ``tools/build_datasets.py`` uses both.
+    """
+    stem = name.rsplit(".", 1)[0].lower().replace("_bw", "").replace("-bw", "")
+    return stem.rstrip("0123456789_-r.")
+
+
+def _edge_thumbnails(x: np.ndarray) -> np.ndarray:
+    """Unit vectors of blurred edge maps (32 x 32) of images (N, H, W, 3): outlines, whatever the fill."""
+    from scipy import ndimage
+
+    out = []
+    for img in np.asarray(x, np.float64):
+        grey = img @ np.array([0.299, 0.587, 0.114])
+        e = ndimage.gaussian_filter(np.hypot(ndimage.sobel(grey, 0), ndimage.sobel(grey, 1)), 3 * grey.shape[0] / 128)
+        f = grey.shape[0] // 32
+        v = e[:32 * f, :32 * f].reshape(32, f, 32, f).mean(axis=(1, 3)).ravel()
+        out.append(v / (np.linalg.norm(v) or 1.0))
+    return np.array(out)
+
+
+def drawing_groups(x: np.ndarray, labels: np.ndarray, names: list[str], threshold: float = 0.93) -> np.ndarray:
+    """One group id per image: a drawing, its recolourings and its black-and-white copy share one.
+
+    Two pictures of one class are the same drawing when their blurred edge maps
+    (32 x 32, the outlines whatever the fill colour) have a cosine of at least
+    ``threshold``, or when their names share a :func:`group_key`; groups are
+    the connected components of that relation. On the course's clip art 0.93
+    joins every colour / black-and-white pair checked by eye (lowest 0.936)
+    and merges no two different objects of one class that a viewer would call
+    different drawings, except families of near-identical pictures (ice-cream
+    cones, houses by one artist), which is the safe side.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    labels = np.asarray(labels)
+    keys = np.array([f"{c}/{group_key(Path(n).name)}" for c, n in zip(labels, names)])
+    t = _edge_thumbnails(x)
+    same = (labels[:, None] == labels[None, :]) & ((t @ t.T >= threshold) | (keys[:, None] == keys[None, :]))
+    return connected_components(same, directed=False)[1]
+
+
+@dataclasses.dataclass
+class Pool:
+    """Every image of a dataset, with labels, groups (near-copies share one) and any fixed split."""
+
+    name: str
+    x: np.ndarray               # uint8 (N, H, W, 3)
+    y: np.ndarray               # int (N,)
+    groups: np.ndarray          # int (N,): images in one group stay on one side of every split
+    class_names: list[str]
+    fixed: dict | None = None   # {"train": idx, "val": idx, "test": idx} for datasets with their own split
+    names: list[str] | None = None  # clip art: ``class/file.png`` (independent of the split folder)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def digest(self) -> str:
+        """sha256 of the pool's pixels, labels and groups: what a stored result was computed on."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.x, self.y.astype(np.int64), self.groups.astype(np.int64)):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def load_pool(name: str) -> Pool:
+    """All images of ``name`` at their stored size, for cross-validation (cached).
+
+    ``"clipart"`` pools ``clipart/`` (all three splits of notebooks 01-02) with
+    ``clipart_extra/``, checked against the manifest, ordered by class and file
+    name (so moving a file between split folders changes nothing), grouped by
+    :func:`drawing_groups`. ``"fashion_mnist"`` and ``"spoken_words"`` keep
+    their own split in ``pool.fixed``; each image is its own group.
+    """
+    from PIL import Image
+
+    if name == "clipart":
+        root = datasets_dir()
+        entries = {r: h for r, h in read_manifest().items()
+                   if r.startswith(("clipart/", "clipart_extra/")) and r.endswith(".png")}
+        bad = [r for r, h in sorted(entries.items()) if not (root / r).is_file() or not hash_matches(root / r, h)]
+        if bad:
+            raise DatasetIntegrityError(
+                f"{len(bad)} clip-art files are missing or changed (first: {bad[0]}); restore them with "
+                f"`git checkout datasets/` or rebuild with `{_REBUILD}`.")
+        rels = list(entries)
+        rels.sort(key=lambda r: (Path(r).parts[-2], Path(r).name))
+        classes = sorted({Path(r).parts[-2] for r in rels})
+        x = np.empty((len(rels), 128, 128, 3), np.uint8)
+        for i, rel in enumerate(rels):
+            with Image.open(root / rel) as im:
+                x[i] = np.asarray(im.convert("RGB"))
+        y = np.array([classes.index(Path(r).parts[-2]) for r in rels])
+        names = [f"{Path(r).parts[-2]}/{Path(r).name}" for r in rels]
+        return Pool(name, x, y, drawing_groups(x, y, names), classes, names=names)
+    raw, class_names = _raw(name, verify=True)
+    parts = [raw[s] for s in ("train", "val", "test")]
+    x = np.concatenate([p[0] for p in parts])
+    if x.ndim == 3:
+        x = np.repeat(x[..., None], 3, axis=-1)
+    y = np.concatenate([p[1] for p in parts]).astype(int)
+    bounds = np.cumsum([0] + [len(p[1]) for p in parts])
+    fixed = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(("train", "val", "test"))}
+    return Pool(name, x, y, np.arange(len(y)), list(class_names), fixed)
