@@ -67,12 +67,12 @@ def test_clipart_layout_readable_by_keras():
 def test_clipart_splits():
     s = data.load_dataset("clipart")
     assert s.class_names == CLIPART_CLASSES and s.num_classes == 7
-    assert s.counts == {"train": 225, "val": 75, "test": 75}
+    assert s.counts == {"train": 227, "val": 74, "test": 74}
     x, y = _first_batch(s.train)
     assert x.shape == (32, 128, 128, 3) and x.dtype == np.float32 and y.dtype == np.int32
     assert 0 <= x.min() and x.max() <= 255 and x.max() > 1
     xs, ys = data.load_dataset("clipart", as_numpy=True).test
-    assert xs.shape == (75, 128, 128, 3) and xs.dtype == np.float32
+    assert xs.shape == (74, 128, 128, 3) and xs.dtype == np.float32
     counts = np.bincount(ys, minlength=7)
     assert counts.min() >= 6  # every class in every split
 
@@ -92,7 +92,7 @@ def test_clipart_deterministic_and_seeded():
 def test_per_class_subsampling():
     s = data.load_dataset("clipart", per_class=5, as_numpy=True, image_size=32)
     assert np.bincount(s.train[1]).tolist() == [5] * 7
-    assert s.counts["val"] == 75  # only train is subsampled
+    assert s.counts["val"] == 74  # only train is subsampled
     s2 = data.load_dataset("clipart", per_class=5, as_numpy=True, image_size=32, seed=3)
     assert not np.array_equal(s.train[0], s2.train[0])
     with pytest.raises(ValueError, match=r"class 'vehicles' has only 20 training examples: the maximum is 20"):
@@ -167,7 +167,7 @@ def test_integrity_mismatch_named_and_untouched(datasets_copy):
     with pytest.raises(data.DatasetIntegrityError, match="missing: fashion_mnist.npz"):
         data.load_dataset("fashion_mnist")
     # verify=False loads anyway (the learner's choice)
-    assert data.load_dataset("clipart", verify=False, as_numpy=True).counts["train"] == 225
+    assert data.load_dataset("clipart", verify=False, as_numpy=True).counts["train"] == 227
 
 
 # -------------------------------------------------------------- user folders

@@ -33,6 +33,9 @@ import numpy as np
 import pooch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tlcourse.data import drawing_groups, group_key  # noqa: E402  (the course's own grouping)
+
 OPENCLIPART = Path("/usr/share/openclipart/png")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 EXPECTED_VERSIONS = {
@@ -335,12 +338,6 @@ def normalise_clipart(path: Path, size: int = SIZE) -> Image.Image:
     return square.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def _group_key(name: str) -> str:
-    """Files that differ only by ``_bw`` or a trailing number share a split."""
-    stem = name.rsplit(".", 1)[0].lower().replace("_bw", "").replace("-bw", "")
-    return stem.rstrip("0123456789_-r.")
-
-
 def clipart_sources(cls: str, table: dict | None = None) -> list[Path]:
     spec = (CLIPART if table is None else table)[cls]
     drop = set(spec["drop"])
@@ -354,26 +351,43 @@ def clipart_sources(cls: str, table: dict | None = None) -> list[Path]:
     return [OPENCLIPART / p for p in paths if p not in drop]
 
 
-def assign_splits(names: list[str]) -> dict[str, str]:
-    """Deterministic ~60/20/20 split by group, ordered by a hash of the group key."""
+#: One drawing whose pixels are far apart (a detailed drawing and its silhouette), found by
+#: eye on a contact sheet of the cross-split pairs whose 32-px ink thumbnails are close
+#: (cosine >= 0.95; the other such pairs are different drawings, e.g. two apples). Kept on one side.
+SAME_DRAWING: dict[str, list[tuple[str, str]]] = {
+    "vehicles": [("hummer_01.png", "hummer_01_a84925.png")],  # grey Hummer and its black silhouette
+}
+
+
+def assign_splits(images: dict[str, Image.Image], same: list[tuple[str, str]] = ()) -> dict[str, str]:
+    """Deterministic ~60/20/20 split of one class's pictures (name -> normalised image), by drawing.
+
+    A drawing, its recolourings and its black-and-white copy share a side: the
+    groups are :func:`tlcourse.data.drawing_groups` of the normalised pixels
+    (blurred edge maps, or a shared :func:`tlcourse.data.group_key`), joined
+    with the pairs in ``same`` (:data:`SAME_DRAWING`). Groups
+    are ordered by the sha256 of their smallest name key and fill test, then
+    val, each with whole groups that fit (so a big group cannot overfill a
+    small split); the rest is train.
+    """
+    names = sorted(images)
+    x = np.stack([np.asarray(images[n].convert("RGB")) for n in names])
+    ids = drawing_groups(x, np.zeros(len(names), int), names)
+    for a, b in same:
+        ids[ids == ids[names.index(b)]] = ids[names.index(a)]
     groups: dict[str, list[str]] = {}
-    for n in names:
-        groups.setdefault(_group_key(n), []).append(n)
+    for gid in sorted(set(ids.tolist())):
+        members = [n for n, i in zip(names, ids) if i == gid]
+        groups[min(group_key(n) for n in members)] = members
     order = sorted(groups, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
-    total = len(names)
-    want = {s: round(f * total) for s, f in SPLITS.items()}
-    got = {"test": 0, "val": 0}
+    want = {s: round(f * len(names)) for s, f in SPLITS.items()}
+    got = dict.fromkeys(want, 0)
     out: dict[str, str] = {}
-    for key in order:
-        split = "train"
-        for s in ("test", "val"):
-            if got[s] < want[s]:
-                split = s
-                break
-        for n in groups[key]:
-            out[n] = split
-        if split != "train":
-            got[split] += len(groups[key])
+    for key in order:  # fill test, then val, with whole groups that fit; the rest is train
+        size = len(groups[key])
+        split = next((s for s in ("test", "val") if got[s] + size <= want[s]), "train")
+        got[split] = got.get(split, 0) + size
+        out.update(dict.fromkeys(groups[key], split))
     return out
 
 
@@ -404,7 +418,7 @@ def build_clipart(out_dir: Path, seen: dict[str, str] | None = None) -> dict[str
             if name in images:
                 name = f"{src.stem}_{digest[:6]}.png"
             images[name] = normalise_clipart(src)
-        splits = assign_splits(sorted(images))
+        splits = assign_splits(images, SAME_DRAWING.get(cls, []))
         counts[cls] = {"train": 0, "val": 0, "test": 0}
         for name in sorted(images):
             split = splits[name]
@@ -639,7 +653,9 @@ def main(argv: list[str] | None = None) -> int:
         if new == old:
             print("OK: rebuild is identical to the committed manifest")
             return 0
-        print("MISMATCH between rebuild and committed manifest", file=sys.stderr)
+        print("MISMATCH between rebuild and committed manifest:", file=sys.stderr)
+        for line in sorted(set(new.splitlines()) ^ set(old.splitlines()), key=lambda t: t.split()[-1]):
+            print(f"  {'rebuilt' if line in new.splitlines() else 'manifest'}: {line}", file=sys.stderr)
         return 1
 
 
