@@ -50,6 +50,8 @@ __all__ = [
     "build_fine_tune_model",
     "clear_feature_memory",
     "ShuffledBatches",
+    "compile_classifier",
+    "compiled_model",
 ]
 
 
@@ -489,48 +491,70 @@ def _build_fine_tune_model(base, blocks, num_classes, input_shape, train_bn, see
     return keras.Model(inputs, outputs, name=f"finetune_depth{depth}"), top_copy, trained
 
 
-def _compile_classifier(model, learning_rate: float):
-    """Compile ``model`` (logits out) with Adam, sparse cross-entropy and accuracy; return it."""
+def compile_classifier(model, learning_rate: float):
+    """Compile ``model`` (logits out) with Adam, sparse cross-entropy and accuracy; return it.
+
+    The course's one compile for a classifier: the head of feature extraction,
+    fine tuning and the scratch CNN of notebook 03 all use it.
+    """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model
 
 
-#: Compiled fine-tuning models, per base (weakly) and graph, with the state each starts from.
-#: Compiling and tracing a new model costs about 2.5 s per fine_tune call on 2 cores
-#: (2.8 s reused vs 5.4 s rebuilt at depth 1, measured side by side; tests/benchmarks/README.md).
+class _Anyone:
+    """The owner of reused models that belong to no base (heads, the scratch CNN)."""
+
+
+_NO_OWNER = _Anyone()
+#: Compiled models kept for reuse, per owner (weakly: they go when their base goes) and key,
+#: with the values of every variable they start from. Compiling and tracing a new model costs
+#: about 2.5 s per fine_tune call on 2 cores (2.8 s reused vs 5.4 s rebuilt at depth 1, measured
+#: side by side; tests/benchmarks/README.md); restoring the variables, milliseconds.
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_model(base, depth: int, input_shape: tuple, num_classes: int, train_bn: bool, seed: int):
-    """``(model, top_copy, trained_blocks)``: a compiled fine-tuning model in its starting state.
+def compiled_model(key: tuple, build, learning_rate: float, owner=None):
+    """``build()`` compiled (:func:`compile_classifier`), in its starting state, reused across calls.
 
-    The first call for a graph builds and compiles it (:func:`build_fine_tune_model`)
-    and records every variable of the model (weights, dropout seed state) and of
-    its optimizer (built now: moments, step count). Later calls put those values
-    back (public ``variables`` and ``assign`` only) and copy the top blocks'
-    weights from ``base`` again, so a run is the same as on a new model, without
-    tracing the training step again.
+    The course's one way to reuse a compiled model. The first call with ``key``
+    builds and compiles the model, builds its optimizer, and records the value
+    of every variable of the model (weights, dropout seed states) and of the
+    optimizer (moments, step count). A later call with the same ``key`` assigns
+    those values back (public ``variables`` / ``assign`` only), so the run
+    starts exactly as on a newly built model, without tracing the training step
+    again. ``key`` must hold everything ``build`` depends on, the seed
+    included; ``owner`` (for example the base a model copies) ties the stored
+    model's lifetime to that object. The learning rate is then set with the
+    optimizer's public setter.
     """
-    key = (depth, tuple(input_shape), num_classes, train_bn, seed)
-    models = _COMPILED.setdefault(base, {})
+    models = _COMPILED.setdefault(_NO_OWNER if owner is None else owner, {})
     if key not in models:
-        model, top_copy, trained = build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)
-        _compile_classifier(model, 1e-3)
+        model = compile_classifier(build(), learning_rate)
         model.optimizer.build(model.trainable_variables)
-        start = [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables]
-        models[key] = (model, top_copy, trained, start)
-        return model, top_copy, trained
-    model, top_copy, trained, (variables, optimizer_variables) = models[key]
+        models[key] = (model, [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables])
+    model, variables, optimizer_variables = models[key]
     for var, value in zip(model.variables, variables):
         var.assign(value)
     for var, value in zip(model.optimizer.variables, optimizer_variables):
         var.assign(value)
-    if top_copy is not None:  # the base's weights may have changed since
+    model.optimizer.learning_rate = float(learning_rate)
+    return model
+
+
+def _fine_tune_model(base, depth: int, input_shape: tuple, num_classes: int, train_bn: bool, seed: int):
+    """``(model, top_copy, trained_blocks)`` from :func:`compiled_model`, with the top copied from ``base`` again."""
+    model = compiled_model((depth, tuple(input_shape), num_classes, train_bn, seed),
+                           lambda: build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)[0],
+                           1e-3, owner=base)
+    tops = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    top_copy = tops[0] if tops else None
+    if top_copy is not None:  # the base's weights may have changed since the model was recorded
         for layer in top_copy.layers:
             if layer.weights:
                 layer.set_weights(base.get_layer(layer.name).get_weights())
-    return model, top_copy, trained
+    block_list = backbone_blocks(base)
+    return model, top_copy, [b.name for b in block_list[len(block_list) - depth:]] if depth else []
 
 
 class ShuffledBatches(keras.utils.PyDataset):
@@ -586,7 +610,7 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     acts = cut_activations(base, depth, data) if activations is None else activations
     cache_seconds = time.perf_counter() - t0
 
-    model, top_copy, trained = _compiled_model(base, depth, acts[0].shape[1:], data.num_classes, train_bn, seed)
+    model, top_copy, trained = _fine_tune_model(base, depth, acts[0].shape[1:], data.num_classes, train_bn, seed)
     if head_weights is not None:
         model.get_layer("logits").set_weights(head_weights)
     model.optimizer.learning_rate = float(learning_rate)
