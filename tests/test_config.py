@@ -54,3 +54,46 @@ def test_check_image_size_accepts_the_range(size, sizes):
 def test_check_image_size_says_the_range(bad):
     with pytest.raises(ValueError, match="from 32 to 512"):
         config.check_image_size(bad)
+
+
+ENV_SCRIPT = r"""
+import json, random
+import tlcourse
+
+info = tlcourse.setup_course(seed=0, threads=2)
+import tensorflow as tf
+draw = random.random()
+random.seed(5)
+print(json.dumps({"info": info, "seeded_with_env": draw == random.random(),
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads()}))
+"""
+
+
+@pytest.mark.slow
+def test_environment_overrides_seed_and_threads():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
+    env.update({config.SEED_ENV: "5", config.THREADS_ENV: "1"})
+    proc = subprocess.run([sys.executable, "-c", ENV_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["info"]["seed"] == 5 and out["seeded_with_env"], "TLCOURSE_SEED=5 beats seed=0"
+    assert out["info"]["threads"] == 1 and out["inter"] == 1, "TLCOURSE_THREADS=1 beats threads=2"
+
+
+@pytest.mark.parametrize("name, raw, low, expected", [
+    (config.SEED_ENV, None, 0, 7), (config.SEED_ENV, "", 0, 7), (config.SEED_ENV, " 3 ", 0, 3),
+    (config.SEED_ENV, "0", 0, 0), (config.THREADS_ENV, "4", 1, 4)])
+def test_int_from_env_reads_or_keeps_the_default(monkeypatch, name, raw, low, expected):
+    if raw is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, raw)
+    assert config._int_from_env(name, 7, low) == expected
+
+
+@pytest.mark.parametrize("name, raw", [(config.THREADS_ENV, "0"), (config.SEED_ENV, "-1"), (config.SEED_ENV, "one"),
+                                       (config.THREADS_ENV, "2.5")])
+def test_int_from_env_says_what_is_wrong(monkeypatch, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ValueError, match=f"{name}=.*whole number"):
+        config._int_from_env(name, 7, low=1 if name == config.THREADS_ENV else 0)

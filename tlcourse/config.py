@@ -15,6 +15,10 @@ CACHE_ENV = "TLCOURSE_CACHE"
 #: --keras-home DIR2`` (e.g. on a JupyterHub): read first, never written.
 SHARED_CACHE_ENV = "TLCOURSE_SHARED_CACHE"
 SHARED_KERAS_ENV = "TLCOURSE_SHARED_KERAS_HOME"
+#: Environment variables that override ``setup_course``'s ``seed`` and ``threads``
+#: (maintainers: another seed and thread count stand in for another machine).
+SEED_ENV = "TLCOURSE_SEED"
+THREADS_ENV = "TLCOURSE_THREADS"
 
 
 class CacheNotWritableError(PermissionError):
@@ -118,6 +122,20 @@ def datasets_dir() -> Path:
     return Path(os.environ.get("TLCOURSE_DATASETS") or repo_root() / "datasets")
 
 
+def _int_from_env(name: str, default: int, low: int) -> int:
+    """``int(os.environ[name])`` if set (and at least ``low``), else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of at least {low}; unset it to use the default")
+    return value
+
+
 def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kernels: bool = False) -> dict:
     """Make a notebook reproducible and quiet; call it before anything else.
 
@@ -131,10 +149,21 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
     same numbers. The default leaves them off, as notebooks 01 and 02 were
     measured. Either way it must run before TensorFlow is imported; if it is
     already imported, the setting it was imported with stays (a warning says so).
-    Returns a dict of the settings, handy to print.
+    Returns a dict of the settings, handy to print; notebooks take their seed
+    from its ``"seed"``.
+
+    For maintainers: the environment variables ``TLCOURSE_SEED`` and
+    ``TLCOURSE_THREADS`` (whole numbers, threads at least 1) override the
+    ``seed`` and ``threads`` arguments. Another seed and thread count are the
+    stand-in for another machine: ``TLCOURSE_SEED=1 TLCOURSE_THREADS=1 python -m
+    pytest notebooks/`` must pass too, since every output nbval compares is the
+    same on any CPU and every measured number is checked by a tolerance ``assert``.
     """
     import sys
     import warnings
+
+    seed = _int_from_env(SEED_ENV, seed, low=0)
+    threads = _int_from_env(THREADS_ENV, threads, low=1)
 
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
