@@ -32,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the installation; exit status 1 if broken",
                    description="Check the installation: one line per check (OK/INFO/WARN/"
                    "FAIL) with the command that fixes each problem.")
+    cp = sub.add_parser(
+        "compare", help="run notebook 03's comparison (resumable) into its results file",
+        description="Run every run of the comparison's design that the results file does not hold yet, "
+        "appending one JSON line per run. Killed and restarted, it continues where it stopped.")
+    cp.add_argument("datasets", nargs="*", metavar="DATASET", help="datasets to run (default: all three)")
+    cp.add_argument("--results", metavar="FILE", default=None,
+                    help="results file (default: notebooks/results/comparison.jsonl)")
+    cp.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bars")
     pf = sub.add_parser(
         "prefetch", help="download the online extras for an offline classroom",
         description="Download the optional online extras now: Keras backbone weights "
@@ -168,6 +177,26 @@ def _run_prefetch(args, parser) -> int:
     return 1 if failed else 0
 
 
+def _compare(args, parser) -> int:
+    """``compare``: the comparison's design, run where the results file stops."""
+    import time
+
+    from tlcourse import setup_course
+
+    setup_course(seed=0, fast_kernels=True)
+    from tlcourse import experiments
+
+    unknown = [d for d in args.datasets if d not in experiments.DESIGN]
+    if unknown:
+        parser.error(f"unknown dataset {unknown[0]!r}; choose from {', '.join(experiments.DESIGN)}")
+    t0 = time.perf_counter()
+    n = experiments.run_plan(tuple(args.datasets) or tuple(experiments.DESIGN), args.results,
+                             progress=not args.no_progress, limit=args.limit)
+    print(f"{n} new runs in {time.perf_counter() - t0:.0f} s; results: "
+          f"{args.results or experiments.default_results_path()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tlcourse`` and the ``tlcourse`` console script."""
     parser = _parser()
@@ -176,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         from tlcourse import doctor
 
         return doctor.main()
+    if args.command == "compare":
+        return _compare(args, parser)
     return _run_prefetch(args, parser)
 
 

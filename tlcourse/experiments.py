@@ -1,67 +1,66 @@
-"""The comparison runner of notebook 03, and the statistics that judge it.
+"""The comparison behind notebook 03: one design, run once as a command, analysed anywhere.
 
-Design (the notebook explains why):
+Float results of training differ from one CPU to another (and from one seed to
+another), so the heavy grid is a reproducible experiment, not notebook cells:
 
-* **Evaluation.** A dataset without a fixed split (the pooled clip art, the
-  spoken words) is scored by *repeated stratified group k-fold
-  cross-validation* (:func:`cv_folds`): in each repeat every image is in the
-  test fold exactly once, so every image gets one held-out prediction per
-  repeat. Validation data is carved from the training folds. Near-copies of a
-  drawing (a colour and a black-and-white version) share a group, so they never
-  sit on both sides of a split. A dataset with a fixed split (Fashion-MNIST) is
-  scored on its test split, once per seed (:func:`fixed_folds`).
-* **Effort.** Every method trains until its validation loss stops improving
-  (``keras.callbacks.EarlyStopping(restore_best_weights=True)``) under a stated
-  maximum number of epochs; each record reports seconds, epochs and trainable
-  weights.
-* **Choices on validation only.** :func:`select_fine_tuning` scores depth x
-  learning rate on a fold's validation split; the test folds are not looked at.
-* **Uncertainty.** :func:`accuracy_interval` bootstraps the test images within
-  each seed (or repeat) and pools the replicates, so the 95 % interval covers
-  both the test-image sample and the seeds; :func:`paired_difference` compares
-  two methods on the *same* images (a paired bootstrap over images, and
-  McNemar's exact test per seed via :func:`scipy.stats.binomtest`).
+* :data:`DESIGN` and :func:`plan` say exactly which runs make the comparison:
+  three datasets, three methods, four training-set sizes, five training seeds
+  per cell (on clip art and spoken words each seed also has its own
+  cross-validation fold), after a selection stage that chooses fine tuning's
+  depth and learning rate on validation data only (:func:`choose_setting`).
+* ``python -m tlcourse compare`` runs the plan and appends one record per run
+  to a JSON-lines file (settings, seed, fold, per-image test predictions,
+  cost, library versions, CPU, date). Killed and restarted, it skips the runs
+  already recorded and loses nothing.
+* Notebook 03 analyses the committed records with :mod:`tlcourse.stats`
+  (NumPy/SciPy only: the same digits on every machine) and re-runs a small
+  live slice with :func:`run_method`, checked against the recorded spread.
 
-Seeds are always passed explicitly: nothing here calls
-``keras.utils.set_random_seed``. Only public Keras/TensorFlow APIs are used.
+Every method trains until its validation loss stops improving
+(``EarlyStopping(restore_best_weights=True)``); validation never holds more
+labelled images per class than training does. Seeds are always explicit and
+only public Keras/TensorFlow APIs are used.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .data import per_class_indices  # the course's one per-class sampler (re-exported)
-from .training import build_fine_tune_model, count_params, extract_features, split_at_depth
+from .data import Pool, load_pool, per_class_indices, resize_images
+from .training import (build_fine_tune_model, compiled_model, count_params, extract_features,
+                       seeded_batches, split_at_depth)
 
-__all__ = ["METHODS", "Settings", "Pool", "Fold", "load_pool", "cv_folds", "fixed_folds", "per_class_indices",
-           "scratch_cnn", "run_method", "run_grid", "select_fine_tuning", "accuracy_interval",
-           "paired_difference", "mcnemar_exact", "mcnemar_power", "summarize", "frozen_pass_seconds"]
+__all__ = ["METHODS", "DESIGN", "Settings", "Fold", "cv_folds", "fixed_folds", "folds_for", "plan",
+           "scratch_cnn", "run_method", "choose_setting", "run_plan", "read_records", "default_results_path",
+           "frozen_pass_seconds"]
 
 METHODS = ("feature_extraction", "fine_tuning", "scratch")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How the methods train. One instance per dataset; every run of that dataset uses it."""
+    """How the methods train on one dataset; every run of that dataset uses it."""
 
     image_size: int = 128            # what the pretrained backbone sees
-    scratch_image_size: int = 32     # what the from-scratch CNN sees
+    scratch_image_size: int = 64     # what the from-scratch CNN sees
     backbone: str = "efficientnet_lite0"
-    depth: int = 2                   # fine tuning: blocks unfrozen (of backbone_blocks, counted from the top)
+    depth: int = 2                   # fine tuning: blocks unfrozen, counted from the top
     learning_rate: float = 1e-4      # fine tuning
     head_learning_rate: float = 1e-3  # the feature-extraction head, and the scratch CNN
     batch_size: int = 32
-    max_epochs_head: int = 100
+    max_epochs_head: int = 200
     max_epochs_fine_tune: int = 20
-    max_epochs_scratch: int = 40
-    patience: int = 5                # epochs without a better validation loss before stopping
-    patience_fine_tune: int = 3
-    patience_scratch: int = 8
+    max_epochs_scratch: int = 150
+    patience: int = 10               # epochs without a better validation loss before stopping
+    patience_fine_tune: int = 4
+    patience_scratch: int = 10       # with ReduceLROnPlateau (rate halved after 3 flat epochs)
     max_depth: int = 9               # activations below this many top blocks are computed once and cached
 
     def __post_init__(self):
@@ -75,169 +74,96 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
+#: The whole comparison. ``sizes``: labelled images per class for training (None: all the
+#: fold has); ``seeds``: one training run per seed and size and method (on cross-validated
+#: datasets seed k also tests fold k); ``grid``: fine tuning's candidate (depths, rates), each
+#: tried on the ``select_seeds`` (folds) at the largest size and scored on validation only.
+DESIGN = {
+    "clipart": dict(settings=Settings(image_size=128, scratch_image_size=64, max_depth=4), sizes=(5, 10, 20, None),
+                    seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2), grid=((1, 2, 4), (1e-4, 1e-3))),
+    "fashion_mnist": dict(settings=Settings(image_size=64, scratch_image_size=28, max_depth=4),
+                          sizes=(5, 10, 25, 100), seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2),
+                          grid=((1, 2, 4), (1e-4, 1e-3))),
+    "spoken_words": dict(settings=Settings(image_size=64, scratch_image_size=64, max_depth=9), sizes=(5, 10, 20, None),
+                         seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2), grid=((1, 2, 4, 9), (1e-4, 1e-3))),
+}
+
+
 # --------------------------------------------------------------------------- #
-# Data: one pool of images per dataset, split by index
+# Splits
 # --------------------------------------------------------------------------- #
-@dataclass
-class Pool:
-    """Every image of a dataset, with labels, groups (near-copies share one) and any fixed split."""
-
-    name: str
-    x: np.ndarray               # uint8 (N, H, W, 3)
-    y: np.ndarray               # int (N,)
-    groups: np.ndarray          # int (N,): images in one group stay on one side of every split
-    class_names: list[str]
-    fixed: dict | None = None   # {"train": idx, "val": idx, "test": idx} for datasets with their own split
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
 @dataclass(frozen=True)
 class Fold:
-    """Indices into a :class:`Pool` for one evaluation: ``repeat`` is the seed of the split (or run)."""
+    """Indices into a :class:`~tlcourse.data.Pool` for one evaluation."""
 
-    repeat: int
     fold: int
     train: np.ndarray = field(repr=False)
     val: np.ndarray = field(repr=False)
     test: np.ndarray = field(repr=False)
 
 
-_POOLS: dict = {}
+def cv_folds(pool: Pool, folds: int = 5, seed: int = 0, val_folds: int = 5) -> list[Fold]:
+    """Stratified group k-fold (scikit-learn's ``StratifiedGroupKFold``, shuffled by ``seed``).
 
-
-def _group_key(name: str) -> str:
-    """Files that differ only by ``_bw`` or a trailing number are one drawing (as in tools/build_datasets.py)."""
-    stem = name.rsplit(".", 1)[0].lower().replace("_bw", "").replace("-bw", "")
-    return stem.rstrip("0123456789_-r.")
-
-
-def _manifest() -> dict[str, str]:
-    from .config import datasets_dir
-
-    path = datasets_dir() / "MANIFEST.sha256"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; restore it with `git checkout datasets/`.")
-    return {rel.strip(): digest for digest, rel in
-            (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
-
-
-def _clipart_pool() -> Pool:
-    """``clipart/`` (all three splits) plus ``clipart_extra/``, checked against the manifest."""
-    from PIL import Image
-
-    from .config import datasets_dir
-    from .data import hash_matches
-
-    root = datasets_dir()
-    entries = {rel: h for rel, h in _manifest().items()
-               if re.match(r"clipart(_extra)?/.+\.png$", rel)}
-    bad = [rel for rel, h in sorted(entries.items()) if not (root / rel).exists() or not hash_matches(root / rel, h)]
-    if bad:
-        raise RuntimeError(f"{len(bad)} clip-art files are missing or changed (first: {bad[0]}); restore them "
-                           "with `git checkout datasets/` or rebuild with `python tools/build_datasets.py`.")
-    rels = sorted(entries)
-    classes = sorted({Path(r).parts[-2] for r in rels})
-    x = np.empty((len(rels), 128, 128, 3), np.uint8)
-    for i, rel in enumerate(rels):
-        with Image.open(root / rel) as im:
-            x[i] = np.asarray(im.convert("RGB"))
-    y = np.array([classes.index(Path(r).parts[-2]) for r in rels])
-    keys = [f"{Path(r).parts[-2]}/{_group_key(Path(r).name)}" for r in rels]
-    groups = np.unique(keys, return_inverse=True)[1]
-    return Pool("clipart", x, y, groups, classes)
-
-
-def load_pool(dataset: str) -> Pool:
-    """All images of ``dataset`` at their stored size (cached).
-
-    ``"clipart"`` pools the course's clip art (``clipart/``, whose fixed split
-    notebooks 01-02 use) with ``clipart_extra/`` (three more classes and a few
-    more pictures), for cross-validation. Other datasets (``"fashion_mnist"``,
-    ``"spoken_words"``, ...) come from :func:`tlcourse.data.load_dataset`; their
-    own split is kept in ``pool.fixed``.
-    """
-    if dataset not in _POOLS:
-        if dataset == "clipart":
-            _POOLS[dataset] = _clipart_pool()
-        else:
-            from .data import load_dataset
-
-            s = load_dataset(dataset, image_size=_native_size(dataset), as_numpy=True)
-            parts = [s.train, s.val, s.test]
-            x = np.concatenate([p[0] for p in parts]).round().clip(0, 255).astype(np.uint8)
-            y = np.concatenate([p[1] for p in parts]).astype(int)
-            bounds = np.cumsum([0] + [len(p[1]) for p in parts])
-            fixed = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(("train", "val", "test"))}
-            _POOLS[dataset] = Pool(dataset, x, y, np.arange(len(y)), list(s.class_names), fixed)
-    return _POOLS[dataset]
-
-
-def _native_size(dataset: str) -> int:
-    return {"fashion_mnist": 28, "spoken_words": 64}.get(dataset, 128)
-
-
-def _resized(pool: Pool, size: int) -> np.ndarray:
-    """The pool's images as float32 0..255 at ``size`` px (bilinear), cached."""
-    key = (pool.name, "resized", size)
-    if key not in _POOLS:
-        if pool.x.shape[1] == size:
-            _POOLS[key] = pool.x.astype(np.float32)
-        else:
-            import tensorflow as tf
-
-            _POOLS[key] = np.concatenate([tf.image.resize(pool.x[i:i + 512].astype(np.float32), (size, size)).numpy()
-                                          for i in range(0, len(pool), 512)])
-    return _POOLS[key]
-
-
-def cv_folds(pool: Pool, folds: int = 5, repeats: int = 2, seed: int = 0, val_folds: int = 5) -> list[Fold]:
-    """Repeated stratified group k-fold (scikit-learn's ``StratifiedGroupKFold``).
-
-    In each of ``repeats`` repeats (shuffled by ``seed + repeat``) every image is
-    in exactly one test fold; a validation split (1/``val_folds`` of the rest,
-    also stratified and grouped) is carved from the training folds.
+    Every image is in exactly one test fold; a validation split (1/``val_folds``
+    of the rest, also stratified and grouped) is carved from the training folds.
+    A drawing's near-copies (``pool.groups``) stay on one side of every split.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
     out = []
-    for r in range(repeats):
-        outer = StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r)
-        for k, (rest, test) in enumerate(outer.split(pool.x[:, 0, 0, 0], pool.y, pool.groups)):
-            inner = StratifiedGroupKFold(val_folds, shuffle=True, random_state=seed + r)
-            tr, va = next(inner.split(rest, pool.y[rest], pool.groups[rest]))
-            out.append(Fold(r, k, np.sort(rest[tr]), np.sort(rest[va]), np.sort(test)))
+    outer = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    for k, (rest, test) in enumerate(outer.split(pool.y, pool.y, pool.groups)):
+        inner = StratifiedGroupKFold(val_folds, shuffle=True, random_state=seed)
+        tr, va = next(inner.split(rest, pool.y[rest], pool.groups[rest]))
+        out.append(Fold(k, np.sort(rest[tr]), np.sort(rest[va]), np.sort(test)))
     return out
 
 
-def fixed_folds(pool: Pool, seeds=(0,)) -> list[Fold]:
-    """The dataset's own train/val/test split, once per seed (the seed then drives sampling and training)."""
+def fixed_folds(pool: Pool) -> list[Fold]:
+    """The dataset's own train/val/test split as one fold."""
     if pool.fixed is None:
         raise ValueError(f"{pool.name} has no fixed split; use cv_folds().")
-    return [Fold(s, 0, pool.fixed["train"], pool.fixed["val"], pool.fixed["test"]) for s in seeds]
+    return [Fold(0, pool.fixed["train"], pool.fixed["val"], pool.fixed["test"])]
+
+
+def folds_for(dataset: str) -> list[Fold]:
+    """The folds the design uses: 5-fold CV for pooled datasets, the fixed split otherwise."""
+    pool = load_pool(dataset)
+    return fixed_folds(pool) if dataset == "fashion_mnist" else cv_folds(pool)
+
+
+def _fold_of(dataset: str, seed: int) -> Fold:
+    folds = folds_for(dataset)
+    return folds[seed % len(folds)]
 
 
 # --------------------------------------------------------------------------- #
-# Frozen parts, computed once per (dataset, backbone, image size)
+# Frozen parts, computed once per (dataset, backbone, image size, cut)
 # --------------------------------------------------------------------------- #
 _BASES: dict = {}
 _CUTS: dict = {}
+_RESIZED: dict = {}
 
 
 def _base(name: str, image_size: int):
-    key = (name, image_size)
-    if key not in _BASES:
+    if (name, image_size) not in _BASES:
         from .backbones import load_backbone
 
         base = load_backbone(name, image_size=image_size)
         base.trainable = False
-        _BASES[key] = base
-    return _BASES[key]
+        _BASES[(name, image_size)] = base
+    return _BASES[(name, image_size)]
+
+
+def _images(pool: Pool, size: int) -> np.ndarray:
+    if (pool.name, size) not in _RESIZED:
+        _RESIZED[(pool.name, size)] = resize_images(pool.x, size)
+    return _RESIZED[(pool.name, size)]
 
 
 def _activations(pool: Pool, s: Settings, depth: int):
-    """Activations of every pool image below the top ``depth`` blocks (``depth <= s.max_depth``), and their cost.
+    """Activations of every pool image below the top ``depth`` blocks, and the seconds they took.
 
     The frozen bottom below ``s.max_depth`` runs once; shallower cuts run only
     the blocks between. ``depth=0`` gives the base's output feature maps.
@@ -254,7 +180,7 @@ def _activations(pool: Pool, s: Settings, depth: int):
         t0 = time.perf_counter()
         if depth == s.max_depth:
             bottom, _ = split_at_depth(base, depth)
-            acts, cost = extract_features(bottom, _resized(pool, s.image_size)), 0.0
+            acts, cost = extract_features(bottom, _images(pool, s.image_size)), 0.0
         else:
             deep, cost = _activations(pool, s, s.max_depth)
             blocks = backbone_blocks(base)
@@ -267,11 +193,8 @@ def _activations(pool: Pool, s: Settings, depth: int):
 
 def _features(pool: Pool, s: Settings):
     """Pooled frozen-base features (N, channels) of every pool image, and their cost (s)."""
-    key = (pool.name, s.backbone, s.image_size, "pooled")
-    if key not in _CUTS:
-        acts, cost = _activations(pool, s, 0)
-        _CUTS[key] = (acts.mean(axis=(1, 2)) if acts.ndim == 4 else acts, cost)
-    return _CUTS[key]
+    acts, cost = _activations(pool, s, 0)
+    return acts.mean(axis=(1, 2)), cost
 
 
 def frozen_pass_seconds(dataset: str, s: Settings) -> float:
@@ -282,7 +205,7 @@ def frozen_pass_seconds(dataset: str, s: Settings) -> float:
 
 
 # --------------------------------------------------------------------------- #
-# Models: built with explicit seeds, compiled once per graph, restarted per run
+# Models: built with explicit seeds, reused through training.compiled_model
 # --------------------------------------------------------------------------- #
 def scratch_cnn(input_shape: tuple[int, int, int], num_classes: int, seed: int = 0):
     """A small CNN trained from scratch: the no-transfer baseline (about 25 k weights)."""
@@ -314,101 +237,71 @@ def _head(input_dim: int, num_classes: int, seed: int):
     return keras.Model(inputs, outputs, name="head")
 
 
-def _compile(model, learning_rate: float):
+def _fit(model, x, y, xv, yv, max_epochs: int, patience: int, batch_size: int, seed: int,
+         reduce_lr: bool = False) -> dict:
+    """Train until the validation loss stops improving (best weights restored)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
-
-
-#: Compiled models reused between runs, keyed by what fixes their graph: tracing a
-#: Keras training step costs about a second per new model, restarting one milliseconds.
-_MODELS: dict = {}
-
-
-def _seed_states(model) -> list:
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
-
-
-def _restart(model, weights: list, seed: int, learning_rate: float):
-    """A reused compiled model, set to start like a newly built one: weights, zeroed optimizer, seeded dropout."""
-    model.set_weights(weights)
-    for i, var in enumerate(_seed_states(model)):
-        var.assign(np.array([seed * 1000 + i + 1, 0], dtype=var.dtype))
-    for var in model.optimizer.variables:
-        if "learning_rate" not in var.path:
-            var.assign(np.zeros(var.shape, dtype=var.dtype))
-    model.optimizer.learning_rate.assign(learning_rate)
-    return model
-
-
-def _model(key: tuple, build, learning_rate: float, seed: int):
-    """``build()`` compiled, reusing the compiled model of an earlier run with the same ``key``."""
-    fresh = build()
-    if key not in _MODELS:
-        _MODELS[key] = _compile(fresh, learning_rate)
-    return _restart(_MODELS[key], fresh.get_weights(), seed, learning_rate)
-
-
-def _fit(model, x, y, xv, yv, max_epochs: int, patience: int, batch_size: int, seed: int):
-    """Train until the validation loss stops improving (best weights restored); return (epochs, seconds)."""
-    import keras
-
-    import tensorflow as tf
-
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    # reshuffled every epoch, in an order fixed by `seed` alone (not by the global random state)
-    train = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size))
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+    if reduce_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=max(2, patience // 3)))
     t0 = time.perf_counter()
-    hist = model.fit(train, validation_data=(xv, yv), epochs=max_epochs, verbose=0, callbacks=[stop],
-                     shuffle=False)
-    seconds = time.perf_counter() - t0
+    train, steps = seeded_batches(x, y, batch_size, seed, max_epochs)
+    hist = model.fit(train, steps_per_epoch=steps, validation_data=(xv, yv), epochs=max_epochs, verbose=0,
+                     callbacks=callbacks, shuffle=False)
     losses = hist.history["val_loss"]
-    return {"epochs": len(losses), "best_epoch": int(np.argmin(losses)) + 1, "seconds": seconds}
+    return {"epochs": len(losses), "best_epoch": int(np.argmin(losses)) + 1,
+            "seconds": time.perf_counter() - t0, "capped": len(losses) == max_epochs}
 
 
 def _predict(model, x) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
 
 
-# --------------------------------------------------------------------------- #
-# One run
-# --------------------------------------------------------------------------- #
+def _subsets(pool: Pool, fold: Fold, per_class: int | None, seed: int):
+    """Training images (``per_class`` of each class, or all) and validation of at most as many per class."""
+    tr = fold.train[per_class_indices(pool.y[fold.train], per_class, seed)]
+    va = fold.val
+    if per_class is not None:
+        cap = min(per_class, int(np.bincount(pool.y[va]).min()))
+        va = va[per_class_indices(pool.y[va], cap, seed)]
+    return tr, va
+
+
 _HEADS: dict = {}  # stage-1 heads, reused as fine tuning's starting point
 
 
-def run_method(dataset: str, method: str, fold: Fold, s: Settings, per_class: int | None = None) -> dict:
-    """Train ``method`` on ``fold``'s training images (``per_class`` of each class, or all) and score its test fold.
+def run_method(dataset: str, method: str, fold: Fold, s: Settings, per_class: int | None = None,
+               seed: int = 0) -> dict:
+    """Train ``method`` on ``fold`` (``per_class`` labelled images of each class, or all) and score its test fold.
 
-    Returns one record (a flat dict): dataset, method, per_class, repeat, fold,
-    the settings, ``n_train``, ``epochs`` (trained; early stopping restores the
-    ``best_epoch``), ``seconds`` (training; fine tuning includes its stage-1
-    head), ``trainable_params``, ``train_accuracy``, ``val_accuracy``,
-    ``test_accuracy``, ``gap`` (train minus test), ``test_index`` (pool indices
-    of the test images) and ``test_correct`` (one bool per test image).
+    Returns one record: the run's settings, ``n_train``, ``n_val``, ``epochs``,
+    ``best_epoch``, ``capped`` (the epoch cap ended the run), ``seconds``
+    (training; fine tuning includes its stage-1 head), ``trainable_params``,
+    train/val/test accuracy, ``test_index`` (pool indices) and ``test_pred``
+    (predicted classes, one digit per test image).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     pool = load_pool(dataset)
-    k = len(pool.class_names)
-    seed = fold.repeat
-    tr = fold.train[per_class_indices(pool.y[fold.train], per_class, seed)]
-    va, te, y = fold.val, fold.test, pool.y
+    k, y = len(pool.class_names), pool.y
+    tr, va = _subsets(pool, fold, per_class, seed)
+    te = fold.test
     if method == "scratch":
-        x = _resized(pool, s.scratch_image_size)
-        model = _model(("scratch", x.shape[1:], k), lambda: scratch_cnn(x.shape[1:], k, seed),
-                       s.head_learning_rate, seed)
+        x = _images(pool, s.scratch_image_size)
+        model = compiled_model(("scratch", x.shape[1:], k, seed), lambda: scratch_cnn(x.shape[1:], k, seed),
+                               s.head_learning_rate)
         info = _fit(model, x[tr], y[tr], x[va], y[va], s.max_epochs_scratch, s.patience_scratch, s.batch_size,
-                    seed)
+                    seed, reduce_lr=True)
         inputs = x
     else:
         f, _ = _features(pool, s)
-        head = _model(("head", f.shape[1], k), lambda: _head(f.shape[1], k, seed), s.head_learning_rate, seed)
-        hkey = (dataset, fold.repeat, fold.fold, per_class, s.backbone, s.image_size, s.head_learning_rate,
+        head = compiled_model(("head", f.shape[1], k, seed), lambda: _head(f.shape[1], k, seed),
+                              s.head_learning_rate)
+        hkey = (dataset, fold.fold, per_class, seed, s.backbone, s.image_size, s.head_learning_rate,
                 s.max_epochs_head, s.patience, s.batch_size)
-        if hkey in _HEADS:  # fine tuning's stage 1 is the feature-extraction run of the same fold: reuse it
+        if hkey in _HEADS:  # fine tuning's stage 1 is the feature-extraction run of the same fold and seed
             weights, info = _HEADS[hkey]
             head.set_weights(weights)
         else:
@@ -418,197 +311,167 @@ def run_method(dataset: str, method: str, fold: Fold, s: Settings, per_class: in
         if method == "fine_tuning":
             stage1 = head.get_layer("logits").get_weights()
             acts, _ = _activations(pool, s, s.depth)
-            key = ("fine_tune", dataset, s.backbone, s.image_size, s.depth, k)
-            if key not in _MODELS:
-                built, _, _ = build_fine_tune_model(_base(s.backbone, s.image_size), s.depth, k, acts.shape[1:],
-                                                    seed=seed)
-                _MODELS[key] = (_compile(built, s.learning_rate), built.get_weights())
-            model, pretrained = _MODELS[key]
-            _restart(model, pretrained, seed + 1, s.learning_rate)
+            base = _base(s.backbone, s.image_size)
+            model = compiled_model(("fine_tune", s.depth, acts.shape[1:], k, seed + 1),
+                                   lambda: build_fine_tune_model(base, s.depth, k, acts.shape[1:], seed=seed + 1)[0],
+                                   s.learning_rate, owner=base)
             model.get_layer("logits").set_weights(stage1)  # stage 2 starts from the stage-1 head
             more = _fit(model, acts[tr], y[tr], acts[va], y[va], s.max_epochs_fine_tune, s.patience_fine_tune,
                         s.batch_size, seed + 1)
-            info = {"epochs": info["epochs"] + more["epochs"], "best_epoch": more["best_epoch"],
-                    "seconds": info["seconds"] + more["seconds"], "head_epochs": info["epochs"]}
+            info = {**more, "epochs": info["epochs"] + more["epochs"], "seconds": info["seconds"] + more["seconds"],
+                    "head_epochs": info["epochs"]}
             inputs = acts
-    splits = [("train", tr), ("val", va)] + ([("test", te)] if len(te) else [])  # no test fold: not scored
+    splits = [("train", tr), ("val", va)] + ([("test", te)] if len(te) else [])
     pred = {name: _predict(model, inputs[idx]) for name, idx in splits}
     acc = {name: float(np.mean(pred[name] == y[idx])) for name, idx in splits}
-    if not len(te):
-        pred["test"], acc["test"] = np.zeros(0, int), float("nan")
-    record = {"dataset": dataset, "method": method, "per_class": per_class, "repeat": fold.repeat,
-              "fold": fold.fold, **asdict(s), "n_train": len(tr), **info,
-              "trainable_params": count_params(model)["trainable"],
-              "train_accuracy": acc["train"], "val_accuracy": acc["val"], "test_accuracy": acc["test"],
-              "gap": acc["train"] - acc["test"], "test_index": te, "test_correct": pred["test"] == y[te]}
-    return record
+    return {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed, "fold": fold.fold,
+            **asdict(s), "n_train": len(tr), "n_val": len(va), **info,
+            "trainable_params": count_params(model)["trainable"],
+            "train_accuracy": acc["train"], "val_accuracy": acc["val"], "test_accuracy": acc.get("test", float("nan")),
+            "test_index": te.tolist(), "test_pred": "".join(str(int(p)) for p in pred.get("test", []))}
 
 
-def run_grid(dataset: str, folds: list[Fold], settings: Settings, sizes=(None,), methods=METHODS,
-             progress: bool = True) -> list[dict]:
-    """Every method at every training-set size on every fold; a tqdm progress bar while it runs."""
+# --------------------------------------------------------------------------- #
+# The plan: selection first (validation only), then every method
+# --------------------------------------------------------------------------- #
+def _run_key(r: dict) -> tuple:
+    return (r["stage"], r["dataset"], r["method"], r["per_class"], r["seed"], r["depth"], r["learning_rate"])
+
+
+def choose_setting(rows: list[dict]) -> dict:
+    """Fine tuning's (depth, learning rate) from selection records, by the one-standard-error rule.
+
+    For each setting: mean validation accuracy over the seeds (folds) and its
+    standard error. Among the settings whose mean is within one SE of the
+    best mean, the cheapest wins: the fewest blocks, then the rate nearest the
+    best setting's. Returns ``{"depth", "learning_rate", "table", "wins"}``;
+    ``wins`` counts how often each setting was best on a single seed.
+    """
+    settings = sorted({(r["depth"], r["learning_rate"]) for r in rows})
+    table = []
+    for depth, lr in settings:
+        acc = np.array([r["val_accuracy"] for r in rows if (r["depth"], r["learning_rate"]) == (depth, lr)])
+        table.append({"depth": depth, "learning_rate": lr, "mean": float(acc.mean()),
+                      "se": float(acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0, "n": len(acc)})
+    best = max(table, key=lambda t: (t["mean"], -t["depth"], -t["learning_rate"]))
+    near = [t for t in table if t["mean"] >= best["mean"] - best["se"]]
+    pick = min(near, key=lambda t: (t["depth"], abs(np.log10(t["learning_rate"] / best["learning_rate"]))))
+    wins: dict = {}
+    for seed in sorted({r["seed"] for r in rows}):
+        mine = [r for r in rows if r["seed"] == seed]
+        top = max(mine, key=lambda r: (r["val_accuracy"], -r["depth"], -r["learning_rate"]))
+        wins[(top["depth"], top["learning_rate"])] = wins.get((top["depth"], top["learning_rate"]), 0) + 1
+    return {"depth": pick["depth"], "learning_rate": pick["learning_rate"], "best": best, "table": table,
+            "wins": wins}
+
+
+def plan(dataset: str, records: list[dict] | None = None) -> list[dict]:
+    """The runs of ``dataset`` as ``{"stage", "method", "per_class", "seed", "depth", "learning_rate"}``.
+
+    Stage ``"select"``: every grid setting of fine tuning at the largest size
+    on every seed, scored on validation only (no test predictions). Stage
+    ``"compare"``: every method, size and seed, fine tuning at the setting
+    :func:`choose_setting` picks from the selection ``records`` (it is only
+    known once they exist, so without them the plan has the selection stage only).
+    """
+    d = DESIGN[dataset]
+    depths, rates = d["grid"]
+    top = d["sizes"][-1]
+    runs = [dict(stage="select", dataset=dataset, method="fine_tuning", per_class=top, seed=seed, depth=depth,
+                 learning_rate=lr) for seed in d["select_seeds"] for depth in depths for lr in rates]
+    chosen = [r for r in records or [] if r["stage"] == "select" and r["dataset"] == dataset]
+    if len(chosen) < len(runs):
+        return runs
+    pick = choose_setting(chosen)
+    s = d["settings"]
+    for size in d["sizes"]:
+        for seed in d["seeds"]:
+            for method in METHODS:
+                ft = method == "fine_tuning"
+                runs.append(dict(stage="compare", dataset=dataset, method=method, per_class=size, seed=seed,
+                                 depth=pick["depth"] if ft else s.depth,
+                                 learning_rate=pick["learning_rate"] if ft else s.learning_rate))
+    return runs
+
+
+def _environment() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name(),
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def default_results_path() -> Path:
+    """``notebooks/results/comparison.jsonl``: the committed records notebook 03 analyses."""
+    from .config import repo_root
+
+    return repo_root() / "notebooks" / "results" / "comparison.jsonl"
+
+
+def read_records(path: str | os.PathLike | None = None) -> list[dict]:
+    """The records of a results file (a half-written last line, from a killed run, is ignored)."""
+    path = Path(path or default_results_path())
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # the run that was being written when the process died: it will run again
+    return out
+
+
+def run_plan(datasets=tuple(DESIGN), path: str | os.PathLike | None = None, progress: bool = True,
+             limit: int | None = None) -> int:
+    """Run every planned run not yet in ``path``, appending one JSON line per run; return how many ran.
+
+    Resumable: a run already recorded is skipped, and each record is written
+    and flushed as soon as its run ends, so a killed command loses at most the
+    run in progress. ``limit`` stops after that many new runs.
+    """
     from tqdm.auto import tqdm
 
-    jobs = [(size, fold, m) for size in sizes for fold in folds for m in methods]
-    records = []
-    with tqdm(total=len(jobs), desc=dataset, disable=not progress, leave=False) as bar:
-        for size, fold, method in jobs:
-            records.append(run_method(dataset, method, fold, settings, size))
-            bar.update()
-    return records
-
-
-def select_fine_tuning(dataset: str, fold: Fold, settings: Settings, depths=(1, 2, 4, 9),
-                       learning_rates=(1e-5, 1e-4, 1e-3), per_class: int | None = None) -> tuple[dict, list[dict]]:
-    """Choose fine tuning's depth and learning rate on ``fold``'s VALIDATION split.
-
-    Trains on ``fold``'s training images (``per_class`` of each class, or all).
-    Returns ``(best, table)``: the best ``{"depth", "learning_rate",
-    "val_accuracy", ...}`` and one row per pair (with epochs and seconds). The
-    test fold is not even predicted. Ties go to the shallower depth, then the lower rate.
-    """
-    table = []
-    without_test = Fold(fold.repeat, fold.fold, fold.train, fold.val, np.zeros(0, int))
-    for depth in depths:
-        for lr in learning_rates:
-            r = run_method(dataset, "fine_tuning", without_test, replace(settings, depth=depth, learning_rate=lr),
-                           per_class)
-            table.append({"dataset": dataset, "depth": depth, "learning_rate": lr,
-                          "val_accuracy": r["val_accuracy"], "epochs": r["epochs"], "seconds": r["seconds"],
-                          "trainable_params": r["trainable_params"]})
-    best = max(table, key=lambda r: (r["val_accuracy"], -r["depth"], -r["learning_rate"]))
-    return best, table
-
-
-# --------------------------------------------------------------------------- #
-# Statistics: intervals and paired tests (SciPy)
-# --------------------------------------------------------------------------- #
-def _by_repeat(records, dataset, method, per_class) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{repeat: (pool indices, correct)} with every test fold of that repeat, sorted by image."""
-    out: dict = {}
-    for r in records:
-        if r["dataset"] == dataset and r["method"] == method and r["per_class"] == per_class:
-            out.setdefault(r["repeat"], []).append((r["test_index"], r["test_correct"]))
-    if not out:
-        raise ValueError(f"no records for {dataset}, {method}, per_class={per_class}.")
-    result = {}
-    for rep, parts in out.items():
-        idx = np.concatenate([p[0] for p in parts])
-        ok = np.concatenate([p[1] for p in parts])
-        order = np.argsort(idx, kind="stable")
-        result[rep] = (idx[order], ok[order].astype(float))
-    return result
-
-
-def accuracy_interval(records, dataset: str, method: str, per_class=None, confidence: float = 0.95,
-                      n_resamples: int = 2000, seed: int = 0) -> dict:
-    """Accuracy with a ``confidence`` interval that covers the seeds and the test-image sample.
-
-    For each seed (repeat), :func:`scipy.stats.bootstrap` resamples its test
-    predictions (one per image); the replicates of all seeds are pooled and the
-    interval is their percentile range. Returns ``{"accuracy", "low", "high",
-    "n_images", "n_predictions", "seeds"}``.
-    """
-    from scipy import stats
-
-    reps = _by_repeat(records, dataset, method, per_class)
-    rng = np.random.default_rng(seed)
-    pooled, means = [], []
-    for rep in sorted(reps):
-        ok = reps[rep][1]
-        means.append(ok.mean())
-        res = stats.bootstrap((ok,), np.mean, n_resamples=n_resamples, method="percentile", rng=rng,
-                              vectorized=True)
-        pooled.append(res.bootstrap_distribution)
-    pooled = np.concatenate(pooled)
-    tail = (1 - confidence) / 2 * 100
-    images = {i for idx, _ in reps.values() for i in idx.tolist()}
-    return {"accuracy": float(np.mean(means)), "low": float(np.percentile(pooled, tail)),
-            "high": float(np.percentile(pooled, 100 - tail)), "n_images": len(images),
-            "n_predictions": int(sum(len(v[1]) for v in reps.values())), "seeds": len(reps)}
-
-
-def mcnemar_exact(correct_a, correct_b) -> dict:
-    """McNemar's exact test on paired predictions: ``binomtest(b, b + c, 0.5)`` on the discordant pairs.
-
-    ``b``: images only ``a`` got right; ``c``: images only ``b`` got right.
-    """
-    from scipy import stats
-
-    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    b, c = int(np.sum(a & ~b_)), int(np.sum(~a & b_))
-    p = stats.binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
-    return {"only_a": b, "only_b": c, "discordant": b + c, "n": len(a), "p_value": float(p)}
-
-
-def paired_difference(records, dataset: str, a: str, b: str, per_class=None, confidence: float = 0.95,
-                      n_resamples: int = 4000, seed: int = 0) -> dict:
-    """Accuracy of ``a`` minus ``b`` on the same test images, with a paired test.
-
-    The difference per image is averaged over the seeds (repeats), then
-    :func:`scipy.stats.bootstrap` resamples *images* (a paired bootstrap). The
-    ``verdict`` is ``a`` or ``b`` when the interval excludes 0, else ``"tie"``
-    (no difference this evaluation can detect). McNemar's exact test per seed is
-    reported too (``mcnemar``: one dict per seed).
-    """
-    from scipy import stats
-
-    ra, rb = _by_repeat(records, dataset, a, per_class), _by_repeat(records, dataset, b, per_class)
-    if sorted(ra) != sorted(rb) or any(not np.array_equal(ra[k][0], rb[k][0]) for k in ra):
-        raise ValueError("the two methods were not scored on the same test images.")
-    diff = np.mean([ra[k][1] - rb[k][1] for k in sorted(ra)], axis=0)
-    if np.all(diff == diff[0]):  # identical on every image: nothing to resample
-        low = high = float(diff[0])
-    else:
-        res = stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile",
-                              confidence_level=confidence, rng=np.random.default_rng(seed), vectorized=True)
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    verdict = a if low > 0 else b if high < 0 else "tie"
-    return {"a": a, "b": b, "difference": float(diff.mean()), "low": low, "high": high, "verdict": verdict,
-            "n_images": len(diff), "mcnemar": [mcnemar_exact(ra[k][1], rb[k][1]) for k in sorted(ra)]}
-
-
-def mcnemar_power(n: int, discordance: float, difference: float, alpha: float = 0.05) -> float:
-    """Power of McNemar's exact test (level ``alpha``) on ``n`` paired images.
-
-    ``discordance``: the share of images the two methods disagree on (one right,
-    one wrong); ``difference``: the true accuracy difference. The number of
-    discordant pairs is binomial(``n``, ``discordance``); given ``D`` of them,
-    the count won by the better method is binomial(``D``, 1/2 + difference /
-    (2 discordance)). Exact sums with :mod:`scipy.stats`.
-    """
-    from scipy import stats
-
-    if not 0 < discordance <= 1 or abs(difference) > discordance:
-        raise ValueError("need 0 < discordance <= 1 and |difference| <= discordance.")
-    q = 0.5 + abs(difference) / (2 * discordance)
-    d = stats.binom(n, discordance)
-    lo_d, hi_d = (int(v) for v in d.interval(1 - 1e-9))
-    power = 0.0
-    for D in range(max(lo_d, 1), hi_d + 1):
-        # the exact two-sided test at p = 1/2 rejects when k <= lo or k >= D - lo, where lo is the
-        # largest k with 2 P(X <= k) < alpha (this is binomtest's p-value for k < D / 2)
-        k = np.arange(D // 2 + 1)
-        small = np.flatnonzero(2 * stats.binom.cdf(k, D, 0.5) < alpha)
-        if not len(small):
-            continue
-        lo = int(small[-1])
-        power += d.pmf(D) * (stats.binom.cdf(lo, D, q) + stats.binom.sf(D - lo - 1, D, q))
-    return float(power)
-
-
-def summarize(records, dataset: str, per_class=None, methods=METHODS, **kw) -> dict:
-    """{method: accuracy_interval(...) plus median seconds, epochs, trainable weights and gap} for one cell."""
-    out = {}
-    for m in methods:
-        rows = [r for r in records if r["dataset"] == dataset and r["method"] == m and r["per_class"] == per_class]
-        if not rows:
-            continue
-        out[m] = accuracy_interval(records, dataset, m, per_class, **kw) | {
-            "seconds": float(np.median([r["seconds"] for r in rows])),
-            "epochs": float(np.median([r["epochs"] for r in rows])),
-            "trainable_params": int(rows[0]["trainable_params"]),
-            "gap": float(np.mean([r["gap"] for r in rows])),
-            "train_accuracy": float(np.mean([r["train_accuracy"] for r in rows])),
-            "runs": len(rows)}
-    return out
+    path = Path(path or default_results_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with open(path, "a") as f:  # a killed run's half line stays (ignored) but cannot swallow the next
+            f.write("\n")
+    env, done = _environment(), 0
+    for dataset in datasets:
+        pool = load_pool(dataset)
+        while True:  # twice: the selection stage, then the comparison it decides
+            records = [r for r in read_records(path) if r["dataset"] == dataset]
+            have = {_run_key(r) for r in records}
+            todo = [r for r in plan(dataset, records) if _run_key(r) not in have]
+            if not todo:
+                break
+            s0 = DESIGN[dataset]["settings"]
+            for spec in tqdm(todo, desc=f"{dataset}", disable=not progress):
+                if limit is not None and done >= limit:
+                    return done
+                fold = _fold_of(dataset, spec["seed"])
+                if spec["stage"] == "select":
+                    fold = replace(fold, test=np.zeros(0, int))  # the test fold is not even predicted
+                s = replace(s0, depth=spec["depth"], learning_rate=spec["learning_rate"])
+                rec = run_method(dataset, spec["method"], fold, s, spec["per_class"], spec["seed"])
+                rec.update(stage=spec["stage"], pool_digest=pool.digest(), date=time.strftime("%Y-%m-%d"), **env)
+                with open(path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                done += 1
+    return done

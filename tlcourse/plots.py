@@ -321,13 +321,14 @@ _METHOD_STYLE = {"feature_extraction": ("feature extraction", "#1f77b4", "o"),
 
 
 def plot_comparison(rows: list[dict], ax=None, title: str | None = None, ylabel: str = "test accuracy",
-                    chance: float | None = None):
+                    chance: float | None = None, majority: float | None = None):
     """Accuracy against labels per class, one line per method, with 95 % interval bars.
 
     ``rows``: dicts with ``method``, ``x`` (training labels per class),
     ``accuracy``, ``low`` and ``high`` (for example from
     :func:`tlcourse.experiments.summarize`). Works for any dataset; methods not
-    in the course's three get a default style. ``chance`` draws a dotted line.
+    in the course's three get a default style. ``chance`` draws a dotted line,
+    ``majority`` (always answering the most common class) a dashed one.
     """
     from matplotlib.ticker import NullFormatter
 
@@ -346,6 +347,8 @@ def plot_comparison(rows: list[dict], ax=None, title: str | None = None, ylabel:
         ticks.update(float(v) for v in x)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    if majority is not None and majority != chance:
+        ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label="majority class")
     ax.set_xscale("log")
     ticks = sorted(ticks)
     ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])

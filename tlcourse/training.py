@@ -49,9 +49,10 @@ __all__ = [
     "trainable_params_at_depth",
     "build_fine_tune_model",
     "clear_feature_memory",
-    "ShuffledBatches",
+    "seeded_batches",
     "compile_classifier",
     "compiled_model",
+    "forget_compiled_models",
 ]
 
 
@@ -514,6 +515,11 @@ _NO_OWNER = _Anyone()
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def forget_compiled_models() -> None:
+    """Drop every model :func:`compiled_model` keeps, so the next call builds and compiles anew."""
+    _COMPILED.clear()
+
+
 def compiled_model(key: tuple, build, learning_rate: float, owner=None):
     """``build()`` compiled (:func:`compile_classifier`), in its starting state, reused across calls.
 
@@ -557,28 +563,33 @@ def _fine_tune_model(base, depth: int, input_shape: tuple, num_classes: int, tra
     return model, top_copy, [b.name for b in block_list[len(block_list) - depth:]] if depth else []
 
 
-class ShuffledBatches(keras.utils.PyDataset):
-    """``(x, y)`` in batches, in a new order every epoch drawn from ``seed`` alone.
+def seeded_batches(x, y, batch_size: int, seed: int, epochs: int):
+    """``(dataset, steps_per_epoch)``: ``epochs`` epochs of ``(x, y)`` batches, each epoch in a new order.
 
-    ``model.fit(x, y, shuffle=True)`` shuffles with TensorFlow's global random
-    state; this keeps a run's order independent of it (and leaves it alone).
+    The orders are drawn from ``seed`` alone (NumPy's generator), so a run's
+    batches do not depend on (or change) TensorFlow's global random state, and
+    they are the same every time: pass both to ``model.fit(dataset,
+    steps_per_epoch=steps, epochs=epochs)``, which then reads one epoch's
+    batches per epoch. (A ``keras.utils.PyDataset`` that reshuffles in
+    ``on_epoch_end`` is not: Keras may fetch the next epoch's first batches
+    before calling it, so the order depended on thread timing; measured.)
     """
+    import tensorflow as tf
 
-    def __init__(self, x, y, batch_size: int = 32, seed: int = 0):
-        super().__init__()
-        self.x, self.y, self.batch_size = x, np.asarray(y), int(batch_size)
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(self.x))
+    x, y = np.asarray(x), np.asarray(y)
+    batch_size = int(batch_size)
+    steps = -(-len(x) // batch_size)
+    rng = np.random.default_rng(seed)
 
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+    def batches():
+        for _ in range(int(epochs)):
+            order = rng.permutation(len(x))
+            for i in range(steps):
+                idx = np.sort(order[i * batch_size:(i + 1) * batch_size])
+                yield x[idx], y[idx]
 
-    def __getitem__(self, i):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.x[idx], self.y[idx]
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.x))
+    spec = (tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
+    return tf.data.Dataset.from_generator(batches, output_signature=spec), steps
 
 
 def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate: float = 1e-4,
@@ -617,8 +628,9 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     before = {layer.name: layer.get_weights() for layer in (top_copy.layers if top_copy is not None else [])}
     callbacks = [GuardRails()] if guard and not train_bn else []
     t1 = time.perf_counter()
-    hist = model.fit(ShuffledBatches(acts[0], data.y_train, batch_size, seed),
-                     validation_data=(acts[1], data.y_val), epochs=int(epochs), verbose=0, callbacks=callbacks)
+    train, steps = seeded_batches(acts[0], data.y_train, batch_size, seed, epochs)
+    hist = model.fit(train, steps_per_epoch=steps, validation_data=(acts[1], data.y_val), epochs=int(epochs),
+                     verbose=0, callbacks=callbacks, shuffle=False)
     seconds = time.perf_counter() - t1
     shift = weight_shift(before, top_copy, block_list) if top_copy is not None else {}
     return FineTuneResult(
