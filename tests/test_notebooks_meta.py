@@ -186,3 +186,49 @@ def test_jupytext_pair(path):
     tags_py = [c.metadata.get("tags", []) for c in text_nb.cells if c.cell_type == "code"]
     tags_nb = [c["metadata"].get("tags", []) for c in ipynb["cells"] if c["cell_type"] == "code"]
     assert tags_py == tags_nb, "cell tags (solution, nbval-*) differ between the pair"
+
+
+# ------------------------------------------------- prose in code cells
+def prose_comment_blocks(source: str, min_lines: int = 4, min_words: int = 5) -> list[str]:
+    """Runs of ``min_lines`` or more whole-line comments that read as sentences.
+
+    A learner sees a code cell's comments as code, not as text: a paragraph
+    belongs in a markdown cell. A line counts as prose when it has at least
+    ``min_words`` words; one shorter line (a paragraph's last) is allowed per run.
+    """
+    blocks, run = [], []
+
+    def flush():
+        if len(run) >= min_lines and sum(len(re.findall(r"[A-Za-z]{2,}", line)) >= min_words
+                                         for line in run) >= len(run) - 1:
+            blocks.append("\n".join(run))
+        run.clear()
+
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not stripped.startswith("#!"):
+            run.append(stripped)
+        else:
+            flush()
+    flush()
+    return blocks
+
+
+def test_prose_comment_blocks_are_found():
+    paragraph = ("x = 1\n#\n# **Why is validation accuracy sometimes above training accuracy?** Look at the\n"
+                 "# curves. The training accuracy Keras reports is measured during the epoch, on\n"
+                 "# augmented images, with dropout switched on, and averaged over batches while the\n"
+                 "# weights still change. Measured the same way, the picture changes:\n")
+    assert len(prose_comment_blocks(paragraph)) == 1
+    code_comments = ("# %%\nbase.trainable = True  # switch the model on\n# stage 1\n# stage 2\n"
+                     "x = 1\n# a: b\n# c\n# d\n# e\n")
+    assert prose_comment_blocks(code_comments) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_prose_in_code_cells(path):
+    import jupytext
+
+    cells = [c for c in jupytext.read(path.with_suffix(".py")).cells if c.cell_type == "code"]
+    found = [block for c in cells for block in prose_comment_blocks(c.source)]
+    assert not found, f"{path.with_suffix('.py').name}: a paragraph in a code cell belongs in a markdown cell:\n{found[0]}"

@@ -9,7 +9,10 @@
   environment variable silences them in TF 2.21, and a learner reads red lines as an error;
 * warnings that name a file of this checkout (``/home/me/tlcourse/tlcourse/training.py:295:``)
   name it relative to the repository (``tlcourse/training.py:295:``), so a stored notebook
-  shows no maintainer's folder.
+  shows no maintainer's folder;
+* in stdout, the checkout's own folder is left out (``/home/me/tlcourse/datasets`` ->
+  ``datasets``, ``/home/me/tlcourse/.venv/bin/python3`` -> ``.venv/bin/python3``) and the
+  home folder is written ``~`` (notebook 00 prints the doctor's report and the cache folder).
 
 Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 """
@@ -19,6 +22,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parent.parent) + "/"
+_HOME = str(Path.home())
 
 #: the repository root, as warnings print it (``.../tlcourse/training.py`` -> ``tlcourse/...``)
 _REPO_PREFIX = re.compile(r"(?<![\w/])/[^\s:]*?/(?=tlcourse/[\w/]+\.py:\d+:)")
@@ -27,6 +34,12 @@ _REPO_PREFIX = re.compile(r"(?<![\w/])/[^\s:]*?/(?=tlcourse/[\w/]+\.py:\d+:)")
 #: or glog style "I0000 00:00:1795954736.021774   12151 cudart_stub.cc:31] ..."
 _TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
                           r"[IWE]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]).*\n?$")
+
+
+def _local_paths(text: str) -> str:
+    """``text`` without this checkout's absolute folder, and with the home folder as ``~``."""
+    text = text.replace(_ROOT, "")
+    return re.sub(rf"(?<![\w/]){re.escape(_HOME)}(?=/|\s|$)", "~", text) if _HOME not in ("", "/") else text
 
 
 def _strip_tf_log(outputs: list) -> list:
@@ -42,6 +55,11 @@ def _strip_tf_log(outputs: list) -> list:
                 continue
             if kept_lines != lines:
                 out["text"] = kept_lines
+        elif out.get("output_type") == "stream" and out.get("name") == "stdout":
+            text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+            local = _local_paths(text)
+            if local != text:
+                out["text"] = local.splitlines(keepends=True)
         kept.append(out)
     return kept
 
