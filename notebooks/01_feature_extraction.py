@@ -34,12 +34,16 @@
 # %% [markdown]
 # ## Setup
 # `setup_course` quiets TensorFlow's start-up messages, seeds everything and pins TensorFlow to
-# 2 threads, so a rerun prints the same numbers. It must run before TensorFlow is imported.
+# 2 threads, so a rerun on the same machine prints the same numbers (another CPU prints slightly
+# different ones: the notebook's sentences say what holds everywhere, and `assert`s check it).
+# It must run before TensorFlow is imported. `SEED` is the seed every cell below uses.
 
 # %% tags=["nbval-ignore-output"]
 import tlcourse
 
-print(tlcourse.setup_course(seed=0, threads=2))
+settings = tlcourse.setup_course(seed=0, threads=2)
+print(settings)
+SEED = settings["seed"]
 
 import time
 from pathlib import Path
@@ -61,7 +65,7 @@ notebook_start = time.perf_counter()
 # %%
 root = data.dataset_path("clipart")
 load = dict(image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=32, label_mode="int")
-train_ds = keras.utils.image_dataset_from_directory(root / "train", shuffle=True, seed=0, **load)
+train_ds = keras.utils.image_dataset_from_directory(root / "train", shuffle=True, seed=SEED, **load)
 val_ds = keras.utils.image_dataset_from_directory(root / "val", shuffle=False, **load)
 test_ds = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **load)
 class_names = train_ds.class_names
@@ -93,7 +97,7 @@ fig = plots.plot_image_grid(x_train, y_train, class_names, n=16, ncols=8, title=
 # With its ImageNet classifier on top, the network names what it sees, offline (the 1000
 # class names ship with the course). Two photos, and two of our clip-art pictures.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 classifier = backbones.load_backbone("efficientnet_lite0", image_size=224, include_top=True)
 
 from skimage import data as photos
@@ -113,9 +117,15 @@ for title, preds in zip(pictures, top3):
     print(f"{title:22s} ->", ", ".join(f"{name} ({p:.2f})" for _, name, p in preds))
 
 # %% [markdown]
-# The photos are recognised with confidence. The clip art is recognised less surely: flat
-# colours and outlines are not what ImageNet photos look like. The features inside the
+# The photos are recognised with confidence (the cat's three guesses are all cats; the coffee is
+# an espresso at over 0.9). The clip art is recognised less surely (no first guess reaches 0.5):
+# flat colours and outlines are not what ImageNet photos look like. The features inside the
 # network still carry a lot of information about shapes and parts, which is what we reuse.
+
+# %%
+cats = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx", "tiger", "cougar"}
+assert all(name in cats for _, name, _ in top3[0]) and top3[1][0][1] == "espresso" and top3[1][0][2] > 0.9
+assert top3[2][0][2] < 0.5 and top3[3][0][2] < 0.5, "the clip art is now recognised surely: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Freeze the base
@@ -197,7 +207,8 @@ def make_head():
                              keras.layers.Dense(len(class_names))], name="head")
 
 
-keras.utils.set_random_seed(0)
+# %% tags=["nbval-ignore-output"]
+keras.utils.set_random_seed(SEED)
 head = make_head()
 head.compile(optimizer=keras.optimizers.Adam(1e-3),
              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -208,6 +219,7 @@ fast = head.fit(f_train, y_train, validation_data=(f_val, y_val), epochs=40, bat
 print(f"trainable parameters: {head.count_params():,}")
 print(f"final epoch: train accuracy {fast.history['accuracy'][-1]:.3f}, "
       f"val accuracy {fast.history['val_accuracy'][-1]:.3f}")
+assert head.count_params() == 1280 * 7 + 7 and fast.history["val_accuracy"][-1] > 0.6
 
 # %% tags=["nbval-ignore-output"]
 print(f"extracting features once: {extract_seconds:.1f} s (wall)")
@@ -218,11 +230,11 @@ print(f"one epoch on cached features: {1000 * fast_timer.median:.0f} ms (wall)")
 # Suppose we followed the `keras.applications` habit and called MobileNetV2's `preprocess_input`
 # before our Lite0, which preprocesses again. Same head, same training, same test images:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 wrong = mobilenet_v2.preprocess_input          # meant for a model WITHOUT its own preprocessing
 w_train = base.predict(wrong(x_train.copy()), batch_size=64, verbose=0)
 w_test = base.predict(wrong(x_test.copy()), batch_size=64, verbose=0)
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(SEED)
 twice_head = make_head()
 twice_head.compile(optimizer=keras.optimizers.Adam(1e-3),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -233,13 +245,13 @@ print(f"test accuracy, preprocessed once (by the model): {right_accuracy:.3f}")
 print(f"test accuracy, preprocessed twice:               {twice_accuracy:.3f}")
 
 # %% [markdown]
-# Nothing failed and the training ran normally, yet the accuracy fell by more than 0.3, to
+# Nothing failed and the training ran normally, yet the accuracy fell by more than 0.25, to
 # below 0.5: scaled twice, every pixel lands between -1.0 and -0.98, under 1 % of the range
 # the network expects, so the images are nearly flat. When
 # accuracy is mysteriously low, check the preprocessing first.
 
 # %%
-assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.3, "the preprocessing demo changed: update the text"
+assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.25, "the preprocessing demo changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The end-to-end way: augmentation through the frozen base
@@ -250,7 +262,7 @@ assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.3, "the prep
 # training image (each call draws new random transformations; at prediction time they do nothing):
 
 # %%
-augment = data.augmentation(seed=0)
+augment = data.augmentation(seed=SEED)
 fig, axes = plt.subplots(1, 8, figsize=(13, 1.9))
 axes[0].imshow(x_train[0].astype("uint8"))
 axes[0].set_title("original", fontsize=8)
@@ -268,10 +280,10 @@ print("at prediction time the layers pass images through unchanged:",
 # 2 epochs, restoring the best epoch's weights (`restore_best_weights=True`): with a few seconds
 # per epoch, there is no point in running epochs that do not help. We cap the run at 8 epochs.
 
-# %%
-keras.utils.set_random_seed(0)
+# %% tags=["nbval-ignore-output"]
+keras.utils.set_random_seed(SEED)
 inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
-x = data.augmentation(seed=0)(inputs)
+x = data.augmentation(seed=SEED)(inputs)
 x = base(x, training=False)
 outputs = make_head()(x)
 end_to_end = keras.Model(inputs, outputs, name="end_to_end")
@@ -299,11 +311,11 @@ assert fast_timer.median < slow_timer.median, "the cached-feature epoch should b
 end_to_end.summary()
 
 # %% [markdown]
-# Here the validation loss was still falling at epoch 8, so early stopping never fired: the cap,
-# set for time, ended the run. On cached features (below) the picture is the opposite.
+# Here the validation loss was still falling in the last epochs (its lowest point is in epoch 6
+# or later), so early stopping never fired: the cap, set for time, ended the run after 8 epochs.
 
 # %%
-assert int(np.argmin(slow.history["val_loss"])) == len(slow.history["val_loss"]) - 1 == 7, \
+assert len(slow.history["loss"]) == 8 and int(np.argmin(slow.history["val_loss"])) >= 5, \
     "early stopping behaved differently: update the text"
 
 # %%
@@ -314,10 +326,11 @@ plots.plot_history(curves, metric="loss", ax=axes[1], title="loss per epoch")
 fig.tight_layout()
 
 # %% [markdown]
-# Read the loss beside the accuracy: on cached features the validation loss reaches its lowest
-# point within the first 20 of the 40 epochs, while the training loss keeps falling, to less than
-# half of its value at that point (the head memorises its 225 images). Accuracy, counted in whole
-# images, hides that; early stopping on the validation loss would have stopped this head early.
+# Read the loss beside the accuracy: on cached features the training accuracy reaches 1.0 (the
+# head fits all of its 227 training images), while the validation loss keeps improving slowly
+# until late in the run (its lowest point comes after epoch 20 of the 40). Accuracy, counted in
+# whole images, hides that; early stopping on the validation loss would let this head run about
+# as long as we did.
 #
 # **When is each right?** With cached features an epoch costs milliseconds, so you can train
 # many epochs, try many heads, and do it live in class. End to end with augmentation costs
@@ -328,15 +341,16 @@ fig.tight_layout()
 
 # %%
 lowest = int(np.argmin(fast.history["val_loss"]))
-assert lowest < 20 and fast.history["loss"][-1] < 0.5 * fast.history["loss"][lowest], "update the text above"
-#
+assert lowest >= 20 and fast.history["accuracy"][-1] == 1.0, "update the text above"
+
+# %% [markdown]
 # **Why is validation accuracy sometimes above training accuracy?** Look at the end-to-end
 # curves. The training accuracy Keras reports is measured *during* the epoch, on augmented
 # images, with dropout switched on, and averaged over batches while the weights still change.
 # Validation accuracy is measured at the end of the epoch, with dropout off, on clean images.
 # Measured the same way (clean training images, dropout off), the picture changes:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 above = [e + 1 for e, (t, v) in enumerate(zip(slow.history["accuracy"], slow.history["val_accuracy"])) if v > t]
 print("end-to-end epochs where validation accuracy exceeded training accuracy:", above)
 print(f"reported for the last epoch: train {slow.history['accuracy'][-1]:.3f}, "
@@ -344,6 +358,7 @@ print(f"reported for the last epoch: train {slow.history['accuracy'][-1]:.3f}, "
 print(f"measured afterwards, clean images, dropout off: "
       f"train {end_to_end.evaluate(x_train, y_train, verbose=0)[1]:.3f}")
 train_acc_clean = head.evaluate(f_train, y_train, verbose=0)[1]  # the cached-feature head, for later
+assert above and end_to_end.evaluate(x_train, y_train, verbose=0)[1] > slow.history["val_accuracy"][-1]
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. BatchNorm and `training=False`
@@ -356,28 +371,52 @@ train_acc_clean = head.evaluate(f_train, y_train, verbose=0)[1]  # the cached-fe
 # agree. The danger comes when the base is unfrozen (fine tuning, notebook 02). Let us see
 # what training mode would do to the features our head was trained on:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 sample = x_test[:32]
+norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+stored = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]  # ImageNet's
+
 feat_inference = base(sample, training=False).numpy()
 feat_frozen_train = base(sample, training=True).numpy()       # frozen: still inference mode
 base.trainable = True                                          # unfrozen BatchNorm ...
-feat_batch_stats = base(sample, training=True).numpy()         # ... uses batch statistics
+feat_batch_stats = base(sample, training=True).numpy()         # ... uses batch statistics, and moves the stored ones
 base.trainable = False
+
+moved = max(float(np.abs(layer.moving_mean.numpy() - mean).max()) for layer, (mean, _) in zip(norms, stored))
+moved_layers = sum(not np.array_equal(layer.moving_mean.numpy(), mean) for layer, (mean, _) in zip(norms, stored))
+for layer, (mean, variance) in zip(norms, stored):             # put ImageNet's statistics back
+    layer.moving_mean.assign(mean)
+    layer.moving_variance.assign(variance)
+restored = np.allclose(base(sample, training=False).numpy(), feat_inference, atol=1e-6)
+
 
 def head_accuracy(features, labels):
     return float(np.mean(np.argmax(head.predict(features, verbose=0), axis=1) == labels))
 
+
 change = np.abs(feat_batch_stats - feat_inference).mean() / np.abs(feat_inference).mean()
+acc_inference, acc_batch = head_accuracy(feat_inference, y_test[:32]), head_accuracy(feat_batch_stats, y_test[:32])
 print(f"frozen base, training=True vs False: max difference {np.abs(feat_frozen_train - feat_inference).max():.1e}")
 print(f"unfrozen base in training mode: features change by {100 * change:.0f}% on average")
-print(f"head accuracy on these 32 test images: inference mode {head_accuracy(feat_inference, y_test[:32]):.3f}, "
-      f"batch statistics {head_accuracy(feat_batch_stats, y_test[:32]):.3f}")
+print(f"head accuracy on these 32 test images: inference mode {acc_inference:.3f}, batch statistics {acc_batch:.3f}")
+print(f"that one call moved the stored moving means of {moved_layers} of {len(norms)} BatchNorm layers, "
+      f"by up to {moved:.3f}; put back: {restored}")
+assert np.abs(feat_frozen_train - feat_inference).max() < 1e-5 and change > 0.2 and acc_batch < acc_inference
+assert moved_layers == len(norms) and moved > 0 and restored, "the BatchNorm demonstration changed: update the text"
+
+# %% [markdown]
+# That last line is the quiet half of the danger: one call in training mode on an unfrozen base
+# already **overwrote** part of every stored ImageNet statistic (BatchNorm keeps a running average,
+# 99 % old and 1 % new batch). We saved the `moving_mean` and `moving_variance` of every BatchNorm
+# layer before the demonstration and put them back, so the rest of this notebook (and Exercise 3)
+# uses the base as ImageNet left it. In a real fine-tuning run nobody puts them back:
+# `training.GuardRails` (notebook 02) reports exactly this drift.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Evaluate on the held-out test set
 # The test images were never used to choose anything. We evaluate the cached-feature head.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 test_logits = head.predict(f_test, verbose=0)
 y_pred = np.argmax(test_logits, axis=1)
 test_accuracy = float(np.mean(y_pred == y_test))
@@ -387,15 +426,16 @@ print(f"end-to-end model with augmentation: {end_to_end.evaluate(x_test, y_test,
 
 # %% [markdown]
 # The floor below is set from measurement: on this split, the head trained with seeds 0 to 4
-# reached test accuracies of 0.76 to 0.81 (`tests/benchmarks/bench_notebook01.py` measures
-# it); 0.70 leaves room for another CPU or library version, and still fails if the story
-# breaks (chance is 0.14).
+# reached test accuracies of 0.72 to 0.77 (`tests/benchmarks/bench_notebook01.py` measures
+# it); 0.65 leaves room for another CPU or library version, and still fails if the story
+# breaks (chance is 0.14). (Before the split was made leak-free, copies of some test drawings
+# sat in train, and the same head scored 0.76 to 0.81.)
 
 # %%
-assert test_accuracy > 0.70, f"test accuracy {test_accuracy:.3f} fell below the 0.70 floor"
+assert test_accuracy > 0.65, f"test accuracy {test_accuracy:.3f} fell below the 0.65 floor"
 fig = plots.plot_confusion(y_test, y_pred, class_names)
 
-# %%
+# %% tags=["nbval-ignore-output"]
 wrong = np.flatnonzero(y_pred != y_test)
 print(f"{len(wrong)} mistakes")
 fig = plots.plot_image_grid(x_test[wrong], y_test[wrong], class_names, predictions=y_pred[wrong],
@@ -417,10 +457,10 @@ fig = plots.plot_embedding(f_train, y_train, class_names, ax=axes[1], title="fro
 # out); in feature space they form loose groups (desserts, fruit, mammals), even in only two of
 # 1280 dimensions. A single dense layer only has to draw straight boundaries
 # between groups that the pretrained network has already pulled apart. The same dense layer on
-# raw pixels:
+# raw pixels stays below 0.5, more than 0.25 under the same layer on the features:
 
-# %%
-keras.utils.set_random_seed(0)
+# %% tags=["nbval-ignore-output"]
+keras.utils.set_random_seed(SEED)
 pixel_head = keras.Sequential([keras.Input((IMAGE_SIZE * IMAGE_SIZE * 3,)), keras.layers.Rescaling(1 / 255),
                                keras.layers.Dense(len(class_names))])
 pixel_head.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -429,6 +469,7 @@ pixel_head.fit(x_train.reshape(len(x_train), -1), y_train, epochs=40, batch_size
 pixel_accuracy = pixel_head.evaluate(x_test.reshape(len(x_test), -1), y_test, verbose=0)[1]
 print(f"linear classifier on raw pixels: test accuracy {pixel_accuracy:.3f}")
 print(f"linear classifier on frozen features: test accuracy {test_accuracy:.3f}")
+assert pixel_accuracy < 0.5 and test_accuracy - pixel_accuracy > 0.25, "update the text above"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. The article's claims, measured here
@@ -436,17 +477,18 @@ print(f"linear classifier on frozen features: test accuracy {test_accuracy:.3f}"
 # with a number from this notebook. "Less data" gets one more quick experiment, since cached
 # features make it nearly free: train the same head on 3, 5 and 10 images per class.
 
-# %%
-rng = np.random.default_rng(0)
+# %% tags=["nbval-ignore-output"]
+rng = np.random.default_rng(SEED)
 for per_class in (3, 5, 10):
     idx = np.concatenate([rng.choice(np.flatnonzero(y_train == c), per_class, replace=False)
                           for c in range(len(class_names))])
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(SEED)
     small = make_head()
     small.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     small.fit(f_train[idx], y_train[idx], epochs=100, batch_size=32, verbose=0)
     print(f"{per_class:2d} images per class: test accuracy {small.evaluate(f_test, y_test, verbose=0)[1]:.3f}")
+assert small.evaluate(f_test, y_test, verbose=0)[1] > 0.4, "10 images per class: no longer far above chance (0.14)"
 
 # %% [markdown]
 # Now each claim of the article next to the number measured above:
@@ -476,15 +518,16 @@ for claim, measured in claims:
 # labelled images per class, a few thousand trained weights, epochs that cost milliseconds, and
 # one line of freezing. Two things go against the usual advice. First, **augmentation did not
 # help**: in the epochs early stopping let it run, the end-to-end model with augmentation reached
-# no higher test accuracy than the cached-feature head, at tens of times the cost per epoch.
+# no higher test accuracy than the cached-feature head (the assert allows one test image), at
+# many times the cost per epoch.
 # Second, overfitting is not absent: the head fits its training images perfectly, and the gap to
 # the test accuracy is large. Few trainable weights *reduce* overfitting; with 32 images per
-# class they do not remove it. These are single runs on 75 test images: notebook 02 asks whether
+# class they do not remove it. These are single runs on 74 test images: notebook 02 asks whether
 # adapting the features (fine tuning) does better, and notebook 03 tests "less data" and "less
 # overfitting" against fine tuning, with intervals and paired tests over several datasets.
 
 # %%
-assert aug_accuracy <= test_accuracy, "augmentation now beats the cached head: update the text above"
+assert aug_accuracy <= test_accuracy + 1 / len(y_test) + 1e-9, "augmentation now beats the cached head: update the text above"
 assert train_acc_clean - test_accuracy > 0.05, "the train-test gap closed: update the text above"
 
 # %% tags=["nbval-ignore-output"]
@@ -497,8 +540,8 @@ print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
 # **Exercise 1.** Replace the head with two dense layers (256 units, ReLU, then the output).
 # Does the test accuracy change? How many weights train now?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
-keras.utils.set_random_seed(0)
+# %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
+keras.utils.set_random_seed(SEED)
 deeper = keras.Sequential([keras.Input((1280,)), keras.layers.Dense(256, activation="relu"),
                            keras.layers.Dropout(0.2), keras.layers.Dense(len(class_names))])
 deeper.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -509,8 +552,8 @@ print(f"two dense layers: {deeper.count_params():,} weights ({deeper.count_param
       f"test accuracy {deeper_accuracy:.3f}")
 print(f"one dense layer:  {head.count_params():,} weights, test accuracy {test_accuracy:.3f}")
 print(f"difference: {round((deeper_accuracy - test_accuracy) * len(y_test)):+d} of {len(y_test)} test images: "
-      "within the noise of one run; the frozen features, not the head, set the accuracy.")
-assert abs(deeper_accuracy - test_accuracy) <= 4 / len(y_test) + 1e-9
+      "within the sampling noise of 74 test images (about ±0.09); the frozen features, not the head, set the accuracy.")
+assert abs(deeper_accuracy - test_accuracy) <= 0.09
 
 # %% [markdown]
 # **Exercise 2.** Use a different image size: load the base at 96 px and repeat section 4.
@@ -525,7 +568,7 @@ small_train, small_val, small_test = (shrink(x).numpy() for x in (x_train, x_val
 t0 = time.perf_counter()
 g_train, g_val, g_test = (small_base.predict(x, batch_size=64, verbose=0) for x in (small_train, small_val, small_test))
 extract96 = time.perf_counter() - t0
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(SEED)
 head96 = make_head()
 head96.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                metrics=["accuracy"])
@@ -544,7 +587,7 @@ print("Extraction happens once, so its time matters only for big datasets or liv
 # `base`, train a fresh `make_head()` on them and report the validation accuracy. (The solution
 # builds a stand-in folder from three of the clip-art classes; point `folder` at yours.)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
 import shutil
 import tempfile
 
@@ -554,7 +597,7 @@ for name in ("birds", "fruit", "vehicles"):
 mine = data.load_folder(folder, image_size=IMAGE_SIZE, as_numpy=True)
 (xa, ya), (xb, yb) = mine.train, mine.val
 fa, fb = base.predict(xa, verbose=0), base.predict(xb, verbose=0)
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(SEED)
 my_head = keras.Sequential([keras.Input((1280,)), keras.layers.Dropout(0.2),
                             keras.layers.Dense(len(mine.class_names))])
 my_head.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -34,12 +34,16 @@
 # %% [markdown] slideshow={"slide_type": "-"}
 # ## Setup
 # `setup_course` quiets TensorFlow's start-up messages (before it is imported), seeds everything
-# and pins TensorFlow to 2 threads, so a rerun prints the same numbers.
+# and pins TensorFlow to 2 threads, so a rerun on the same machine prints the same numbers.
+# Another CPU prints slightly different ones, and fine tuning is chaotic at high learning
+# rates: the sentences below say what holds on any machine, and `assert`s check it.
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 import tlcourse
 
-print(tlcourse.setup_course(seed=0, threads=2))
+settings = tlcourse.setup_course(seed=0, threads=2)
+print(settings)
+SEED = settings["seed"]                      # every seeded call below uses it
 
 import os
 import time
@@ -67,12 +71,12 @@ print(len(x_train), "train,", len(x_val), "val,", len(x_test), "test images;", l
 # random gradients into the pretrained blocks in the first steps and damage them (Exercise 4
 # measures it). This time the base keeps its last feature map (4x4x1280); we average it for the head.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 base = backbones.load_backbone("efficientnet_lite0", image_size=IMAGE_SIZE)
 base.trainable = False
 f_train, f_val, f_test = (training.extract_features(base, x).mean(axis=(1, 2)) for x in (x_train, x_val, x_test))
 
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(SEED)
 head = keras.Sequential([keras.Input((1280,)), keras.layers.Dropout(0.2),
                          keras.layers.Dense(len(class_names), name="logits")], name="head")
 head.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -127,7 +131,7 @@ fig = plots.plot_blocks(base, title="after the loop: the top three blocks will t
 # `model.summary()` shows the trainable and non-trainable counts.
 
 # %% slideshow={"slide_type": "-"}
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(SEED)
 inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
 x = base(inputs, training=False)
 x = keras.layers.GlobalAveragePooling2D()(x)
@@ -152,7 +156,7 @@ assert counts["trainable"] == training.trainable_params_at_depth(base, 3) + head
 # of the course) checks at the end of the first epoch that the weights marked trainable really train and
 # that no BatchNorm statistics moved.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
 guard = training.GuardRails()
 naive_timer = training.EpochTimer()
@@ -174,21 +178,22 @@ axes[1].axvline(40 + best_epoch, color="gray", linestyle=":")
 fig.tight_layout()
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# Read the loss beside the accuracy. The training loss is already near zero after stage 1: the
-# head fits its 225 training images. The validation loss is what early stopping watches; with
-# 75 validation images the validation accuracy moves in steps of 0.013 (one image), while the
-# loss also sees *how sure* the model is. Here the validation loss was lowest after the first
-# epoch at 1e-4, so early stopping ran two more epochs, stopped, and put back epoch 1's weights.
+# Read the loss beside the accuracy. The training accuracy is already above 0.95 after stage 1:
+# the head fits its 227 training images. The validation loss is what early stopping watches; with
+# 74 validation images the validation accuracy moves in steps of 0.014 (one image), while the
+# loss also sees *how sure* the model is, so the two curves need not agree from one epoch to the
+# next. Which of the two to monitor is a choice; the loss is the usual one, and the one that
+# sees overconfidence (wrong answers becoming more confident).
 #
-# Notice the two curves disagree at the start of stage 2: the validation accuracy went *up*
-# (more validation images right) while the validation loss jumped *above* stage 1's (the wrong
-# answers became more confident). Which of the two to monitor is a choice; the loss is the
-# usual one, and the one that sees overconfidence.
+# Early stopping kept the epoch with the lowest validation loss and, if that was not the last
+# one, put its weights back: the model now scores exactly that lowest validation loss (checked
+# below). *Which* epoch wins (the output above says it) is decided by a few validation images,
+# so it changes with the seed and the machine; that it is chosen on validation does not.
 
 # %% slideshow={"slide_type": "-"}
-assert (best_epoch, plain_epochs) == (1, 3), "early stopping chose another epoch: update the text"
-assert plain.history["val_accuracy"][0] > stage1.history["val_accuracy"][-1]
-assert plain.history["val_loss"][0] > stage1.history["val_loss"][-1], "the loss/accuracy story changed: update the text"
+kept_loss = model.evaluate(x_val, y_val, verbose=0)[0]
+assert stage1.history["accuracy"][-1] > 0.95 and plain_epochs <= 6
+assert abs(kept_loss - min(plain.history["val_loss"])) < 1e-3 * max(1.0, kept_loss), "early stopping did not restore the best epoch"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### 2b. Keep the model: save, load, predict a picture from a file
@@ -203,7 +208,7 @@ same = np.allclose(reloaded.predict(x_test[:16], verbose=0), model.predict(x_tes
 print(f"saved {model_file.name} ({model_file.stat().st_size / 1e6:.0f} MB); reloaded model gives the same logits: {same}")
 assert same
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 picture_file = data.dataset_path("clipart") / "test" / "birds" / "cormorant-md.png"
 img = keras.utils.load_img(picture_file, target_size=(IMAGE_SIZE, IMAGE_SIZE))
 x = keras.utils.img_to_array(img)[None]          # (1, 128, 128, 3), float 0..255: no preprocessing,
@@ -214,6 +219,7 @@ fig, ax = plt.subplots(figsize=(2.5, 2.5))
 ax.imshow(img)
 ax.set_axis_off()
 _ = ax.set_title(f"{class_names[top[0]]} ({float(probs[top[0]]):.2f})", fontsize=9)
+assert class_names[top[0]] == "birds", "the fine-tuned model no longer calls the cormorant a bird"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### 2c. The classic silent bug: `trainable` changed after `compile`
@@ -274,7 +280,7 @@ for depth in (1, 2, 3, 4):
 # frozen network, then the last four layers at 1e-5; slow on a CPU, as VGG16 needs about 40 times
 # Lite0's arithmetic per image); without them it says so in one line. Note what `keras.applications` leaves to you: **preprocessing**.
 # VGG16 expects `keras.applications.vgg16.preprocess_input` (RGB→BGR, minus the ImageNet mean),
-# while the course's backbones preprocess inside the model (notebook 01, section 1).
+# while the course's backbones preprocess inside the model (notebook 01, section 3b).
 # (The output of this cell depends on what is cached, so the notebook tests do not compare it.)
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
@@ -296,7 +302,7 @@ else:
     last_four = keras.Sequential([keras.Input(v_train.shape[1:]), *vgg.layers[-4:],
                                   keras.layers.GlobalAveragePooling2D()], name="last_four")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    keras.utils.set_random_seed(0)                             # stage 1: the head on frozen features
+    keras.utils.set_random_seed(SEED)                             # stage 1: the head on frozen features
     vgg_head = keras.Sequential([keras.Input((512,)), keras.layers.Dropout(0.2),
                                  keras.layers.Dense(len(class_names))], name="vgg_head")
     vgg_head.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
@@ -326,14 +332,14 @@ else:
 # modified. It also reuses the compiled training step of each depth, so only the first run at a
 # depth pays the second or two that Keras spends tracing a new model.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 train_data = training.FineTuneData(x_train, y_train, x_val, y_val, x_test, y_test, len(class_names))
 head_weights = head.get_layer("logits").get_weights()
 
 
 def run(depth, learning_rate, epochs=4, **kwargs):
     return training.fine_tune(base, head_weights, train_data, blocks=depth, learning_rate=learning_rate,
-                              epochs=epochs, **kwargs)
+                              epochs=epochs, seed=SEED, **kwargs)
 
 
 low = run(3, 1e-4)
@@ -346,11 +352,11 @@ print(f"largest difference: {gap:.3f} ({round(gap * len(y_val))} of {len(y_val)}
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # The two runs differ only in the random dropout masks and the order of the batches, so they
-# agree epoch by epoch to within 4 of the 75 validation images (the assert below checks it);
+# agree epoch by epoch to within 6 of the 74 validation images (the assert below checks it);
 # that is the size of the differences a change of seed makes.
 
 # %% slideshow={"slide_type": "-"}
-assert gap <= 4 / len(y_val) + 1e-9, "fine_tune no longer matches the plain Keras recipe: investigate"
+assert gap <= 6 / len(y_val) + 1e-9, "fine_tune no longer matches the plain Keras recipe: investigate"
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 cached_epoch = low.seconds / low.epochs
@@ -364,7 +370,7 @@ assert cached_epoch < naive_timer.median, "the cached cut should make an epoch f
 # ### 5a. The learning rate: gentle versus wrecking
 # Same depth (3 blocks), same epochs; only the learning rate differs.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 high = run(3, 1e-2)
 for r in (low, high):
     print(r.summary())
@@ -377,13 +383,15 @@ axes[1].set_yscale("log")
 fig.tight_layout()
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# At 1e-2 the model collapses within the first epoch (validation accuracy below 0.3) and ends
-# near chance (0.14, the assert allows up to 0.2); its validation loss jumps more than tenfold.
-# At 1e-4 it keeps its accuracy.
+# At 1e-2 the model collapses: from the first epoch on its validation accuracy stays below 0.5
+# and its validation loss at least doubles from stage 1's, and it ends below 0.5 on the test
+# set too. How far it falls is chaotic (on the machine that stored these outputs, to near chance,
+# 0.14; another CPU or seed lands elsewhere below 0.5), which is why the sentence and the assert
+# say "below 0.5" and not a number. At 1e-4 it keeps its accuracy (above 0.6).
 
 # %% slideshow={"slide_type": "-"}
-assert high.history["val_accuracy"][0] < 0.3 and high.test_accuracy < 0.2 < 0.5 < low.test_accuracy
-assert high.history["val_loss"][0] > 10 * stage1.history["val_loss"][-1], "the learning-rate story changed: update the text"
+assert max(high.history["val_accuracy"]) < 0.5 and high.test_accuracy < 0.5 and low.test_accuracy > 0.6
+assert high.history["val_loss"][0] > 2 * stage1.history["val_loss"][-1], "the learning-rate story changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### 5b. The forgetting meter
@@ -391,7 +399,7 @@ assert high.history["val_loss"][0] > 10 * stage1.history["val_loss"][-1], "the l
 # convolution kernels relative to their pretrained size, `|K - K0| / |K0|` (BatchNorm left out:
 # its statistics are not trained and its scale and shift stay frozen). Frozen blocks stay at 0.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3), sharey=False)
 plots.plot_weight_shift(low.shift, ax=axes[0], title="lr 1e-4")
 plots.plot_weight_shift(high.shift, ax=axes[1], title="lr 1e-2")
@@ -402,13 +410,13 @@ print({k: round(100 * v, 1) for k, v in low.shift.items() if v}, "% at lr 1e-4")
 print({k: round(100 * v, 1) for k, v in high.shift.items() if v}, "% at lr 1e-2")
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# At 1e-2 the kernels of the top blocks moved by 70 to 90 % of their own size: the change is
-# nearly as large as the pretrained kernels themselves, so the ImageNet features are replaced,
-# not adjusted, and the model collapses. At 1e-4 they moved by about 1 % (0.5 to 1.5 %): the
-# features are adjusted, and the accuracy holds.
+# At 1e-2 the kernels of the top blocks moved by more than half of their own size: the change
+# is nearly as large as the pretrained kernels themselves, so the ImageNet features are replaced,
+# not adjusted, and the model collapses. At 1e-4 they moved by about 1 %
+# (under 2 %): the features are adjusted, and the accuracy holds.
 
 # %% slideshow={"slide_type": "-"}
-assert all(0.7 <= v <= 0.9 for v in moved_high) and all(0.005 <= v <= 0.015 for v in moved_low), \
+assert all(v > 0.5 for v in moved_high) and all(0.002 <= v < 0.02 for v in moved_low), \
     "the forgetting meter changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -417,7 +425,7 @@ assert all(0.7 <= v <= 0.9 for v in moved_high) and all(0.005 <= v <= 0.015 for 
 # to train (`train_bn=True`), so they normalise with each batch's statistics and overwrite
 # the ImageNet ones.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 bn_train = run(3, 1e-4, train_bn=True)
 print("BatchNorm in inference mode:", low.summary())
 print("BatchNorm in training mode: ", bn_train.summary())
@@ -444,11 +452,11 @@ assert abs(bn_train.val_accuracy - low.val_accuracy) < 0.1, "BatchNorm mode now 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Depth × learning rate: they interact
-# Each cell is one cached fine-tuning run (4 epochs, seed 0). Choose on the **validation** map;
+# Each cell is one cached fine-tuning run (4 epochs, one seed). Choose on the **validation** map;
 # the red box marks the best validation cell, on both maps. The test map is shown once, to check
 # that choice, never to make it.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 depths = [1, 2, 4]
 rates = [1e-5, 1e-4, 1e-3, 1e-2]
 grid = {(d, lr): run(d, lr) for d in depths for lr in rates}
@@ -471,16 +479,19 @@ plots.plot_heatmap(test_map, depths, [f"{lr:.0e}" for lr in rates], "blocks unfr
 fig.tight_layout()
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# How to read it, column by column (validation, 75 images, so one image is 0.013):
+# How to read it, column by column (validation, 74 images, so one image is 0.014):
 # * **1e-5** changes nothing in 4 epochs: every depth stays within 3 images of the frozen
 #   baseline. Too gentle.
-# * **1e-2** is already worse than the baseline with only the top block (`head`, one 1x1
+# * **1e-2** is no better than the baseline with only the top block (`head`, one 1x1
 #   convolution) unfrozen, and collapses the model (below 0.5) as soon as 2 or more blocks train.
 # * **1e-4 and 1e-3**, the head's own rate, are within 5 validation images of each other at every
-#   depth from 1 to 4, and the best validation cell lies in this band.
+#   depth from 1 to 4.
+# * Every cell outside the 1e-2 column is within 5 validation images of the baseline, so the red
+#   box lands somewhere in that band; *where* changes with the seed and the machine (1e-5, 1e-4
+#   and 1e-3 have all won it), and the test map shows why that does not matter.
 #
 # So depth and learning rate **interact**: the more blocks train, the lower the largest safe rate.
-# 1e-2 is merely worse with one block but ruinous with two; 1e-3 is fine for the top few blocks
+# 1e-2 is merely no better with one block but ruinous with two; 1e-3 is fine for the top few blocks
 # (the usual advice, "about 10x lower than the head's rate", matters for deep cuts, not here)
 # and the next cell shows what it does to the whole network. The differences inside the good
 # band are a few validation images, so do not over-read them.
@@ -488,9 +499,10 @@ fig.tight_layout()
 # %% slideshow={"slide_type": "-"}
 stage1_val = stage1.history["val_accuracy"][-1]
 assert all(abs(grid[d, 1e-5].val_accuracy - stage1_val) <= 3 / len(y_val) + 1e-9 for d in depths)
-assert grid[1, 1e-2].val_accuracy < stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
+assert grid[1, 1e-2].val_accuracy <= stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
 assert all(abs(grid[d, 1e-3].val_accuracy - grid[d, 1e-4].val_accuracy) <= 5 / len(y_val) + 1e-9 for d in depths)
-assert best.learning_rate in (1e-4, 1e-3), "the rate lesson changed: update the text"
+assert all(abs(r.val_accuracy - stage1_val) <= 5 / len(y_val) + 1e-9 for r in grid.values() if r.learning_rate < 1e-2)
+assert best.learning_rate < 1e-2, "the rate lesson changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### The last stage: the whole network at a very low rate
@@ -499,7 +511,7 @@ assert best.learning_rate in (1e-4, 1e-3), "the rate lesson changed: update the 
 # network forward and backward: the slowest cell of the notebook. Next to it, the same at 1e-3,
 # the rate that was fine for the top blocks.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 everything = {lr: run(18, lr, epochs=2) for lr in (1e-5, 1e-3)}
 for r in everything.values():
     print(r.summary())
@@ -514,14 +526,18 @@ print({lr: f"kernels moved {100 * min(r.shift.values()):.2f} to {100 * max(r.shi
 # At 1e-5 the whole network moved by less than 0.1 % in 2 epochs and kept the baseline's
 # accuracy (within 2 validation images or above): a gentle polish, which on this data adds
 # nothing the best top-block run did not. At 1e-3
-# every block moved, the upper ones by 5 to 10 %, and the validation accuracy fell below 0.6:
-# changes that are small per block compound through 18 blocks, and the lower blocks' features
-# feed everything above them. This is where a very low rate matters.
+# every block moved, the upper ones by 5 to 10 %, and the validation accuracy fell below the
+# baseline's, by at least 3 validation images: changes that are small per block compound through
+# 18 blocks, and the lower blocks' features feed everything above them. *How far* it falls is
+# chaotic: in our runs with other seeds and thread counts it ended anywhere from just under the
+# baseline to a collapse below 0.5, so neither this sentence nor the assert names a number.
+# This is where a very low rate matters.
 
 # %% slideshow={"slide_type": "-"}
 slow_r, fast_r = everything[1e-5], everything[1e-3]
 assert max(slow_r.shift.values()) < 0.001 and stage1_val - 2 / len(y_val) - 1e-9 <= slow_r.val_accuracy <= best.val_accuracy
-assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy < 0.6, "the last stage changed: update the text"
+assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy <= stage1_val - 3 / len(y_val) + 1e-9, \
+    "the last stage changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Your turn: the sliders
@@ -532,14 +548,14 @@ assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy < 0.6,
 # which blocks moved. (The tests drive this panel from code: `tests/test_widgets.py`.)
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
-lab = widgets.FineTuneLab(base, head_weights, train_data, baseline=baseline)
+lab = widgets.FineTuneLab(base, head_weights, train_data, baseline=baseline, seed=SEED)
 panel = widgets.fine_tune_panel(lab, depth=3, learning_rate=1e-4, epochs=4)
 panel
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The article's claims, measured here
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 print(f"better accuracy   | best fine-tune test accuracy (chosen on val) {best.test_accuracy:.3f} "
       f"vs feature extraction {baseline_test:.3f}")
 print(f"adaptability      | at lr 1e-4 the top blocks' kernels moved by {100 * min(moved_low):.1f}-"
@@ -558,13 +574,13 @@ print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch
 print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall)")
 
 # %% slideshow={"slide_type": "-"}
-assert abs(best.test_accuracy - baseline_test) <= 4 / 75 + 1e-9, "fine tuning now differs by more than 4 test images: update the verdict"
+assert abs(best.test_accuracy - baseline_test) <= 4 / len(y_test) + 1e-9, "fine tuning now differs by more than 4 test images: update the verdict"
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# **What this notebook measured.** On about 32 training images per class and 75 test images,
-# the best fine-tuned model chosen on validation lands within 4 test images (0.053) of the
+# **What this notebook measured.** On about 32 training images per class and 74 test images,
+# the best fine-tuned model chosen on validation lands within 4 test images (0.054) of the
 # feature-extraction baseline (the assert pins that), well inside the ±0.09 sampling error of
-# 75 test images: no better accuracy that this test set can see. The risks, on the other hand, are large and easy to trigger: a learning rate of 1e-2
+# 74 test images: no better accuracy that this test set can see. The risks, on the other hand, are large and easy to trigger: a learning rate of 1e-2
 # destroys the model, 1e-3 on the whole network damages it, and a forgotten `compile()` silently
 # trains nothing. That agrees with the article's "needs more data, careful tuning", and with its
 # advice to start from feature extraction as the baseline. Whether fine tuning pays off with more
@@ -626,7 +642,7 @@ print("The article unfreezes 'the top' so that the most task-specific features a
 # target_size=(128, 128))`, then `keras.utils.img_to_array`, add a batch axis, `predict`, softmax.
 # (The solution uses a photo of a cup of coffee: does a model trained on clip art call it a beverage?)
 
-# %% jupyter={"source_hidden": true} tags=["solution"] slideshow={"slide_type": "-"}
+# %% jupyter={"source_hidden": true} tags=["nbval-ignore-output", "solution"] slideshow={"slide_type": "-"}
 import tempfile
 
 from skimage import data as photos
@@ -643,8 +659,8 @@ print(", ".join(f"{class_names[i]} {float(probs[i]):.2f}" for i in np.argsort(pr
 # (pass `head_weights=None` to `training.fine_tune`). What happens in the first epoch, and to the
 # pretrained kernels (compare the forgetting meters)?
 
-# %% jupyter={"source_hidden": true} tags=["solution"] slideshow={"slide_type": "-"}
-cold = training.fine_tune(base, None, train_data, blocks=3, learning_rate=1e-4, epochs=4)
+# %% jupyter={"source_hidden": true} tags=["nbval-ignore-output", "solution"] slideshow={"slide_type": "-"}
+cold = training.fine_tune(base, None, train_data, blocks=3, learning_rate=1e-4, epochs=4, seed=SEED)
 print("warm head:  ", low.summary())
 print("random head:", cold.summary())
 print(f"first-epoch val accuracy: warm head {low.history['val_accuracy'][0]:.3f}, random head "
