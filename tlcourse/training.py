@@ -78,7 +78,6 @@ def _fingerprint(model, x: np.ndarray) -> str:
     h = hashlib.sha1()
     # oneDNN on/off (and its instruction-set cap) changes the float rounding of the output
     h.update(repr([os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")]).encode())
-    h.update(model.name.encode())
     h.update(repr([(layer.name, layer.__class__.__name__) for layer in model.layers]).encode())
     h.update(repr(model.output.shape).encode())
     for w in model.weights:
@@ -152,6 +151,16 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
 # --------------------------------------------------------------------------- #
 def _is_batchnorm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _all_layers(model) -> list:
+    """Every layer of ``model``, nested models' layers included (objects, not names)."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
 
 
 @dataclass
@@ -228,7 +237,7 @@ def trainable_params_at_depth(base, blocks: int, train_bn: bool = False) -> int:
             if _is_batchnorm(layer) and not train_bn:
                 continue
             total += sum(int(np.prod(w.shape)) for w in layer.weights
-                         if "moving" not in w.path)
+                         if not _is_batchnorm(layer) or w is layer.gamma or w is layer.beta)
     return total
 
 
@@ -278,29 +287,28 @@ class GuardRails(keras.callbacks.Callback):
         super().__init__()
         self.strict = strict
         self.problems: list[str] = []
-        self.before: dict[str, np.ndarray] | None = None
+        self.before: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
-        watched = self.model.trainable_weights + [v for v in self.model.non_trainable_weights
-                                                  if "moving" in v.path]
-        self.before = {v.path: np.array(v.numpy()) for v in watched}
+        self.statistics = [v for layer in _all_layers(self.model) if _is_batchnorm(layer)
+                           for v in (layer.moving_mean, layer.moving_variance)]
+        self.watched = list(self.model.trainable_weights)
+        self.before = [np.array(v.numpy()) for v in self.watched + self.statistics]
         self.problems = []
 
     def on_epoch_end(self, epoch, logs=None):
         if self.before is None:
             return
-        changed = {v.path: not np.array_equal(self.before[v.path], v.numpy())
-                   for v in self.model.weights if v.path in self.before}
-        trainable = [v.path for v in self.model.trainable_weights]
-        still = [p for p in trainable if not changed.get(p, True)]
+        changed = [not np.array_equal(b, v.numpy()) for b, v in zip(self.before, self.watched + self.statistics)]
         self.before = None  # the first epoch only: cheap
+        still = [v for v, c in zip(self.watched, changed) if not c]
         if still:
-            self._report(f"{len(still)} of {len(trainable)} trainable weights are "
-                         f"not being trained (e.g. {still[0]}): `trainable` was changed after "
+            self._report(f"{len(still)} of {len(self.watched)} trainable weights are "
+                         f"not being trained (e.g. {still[0].path}): `trainable` was changed after "
                          "compile(). Call model.compile(...) again so that they train.")
-        drifted = [p for p in changed if "moving" in p and changed[p]]
+        drifted = [v for v, c in zip(self.statistics, changed[len(self.watched):]) if c]
         if drifted:
-            self._report(f"{len(drifted)} BatchNorm statistics changed (e.g. {drifted[0]}): BatchNorm is "
+            self._report(f"{len(drifted)} BatchNorm statistics changed (e.g. {drifted[0].path}): BatchNorm is "
                          "running in training mode. Keep BatchNorm layers frozen, or call the base "
                          "with training=False.")
 
@@ -398,7 +406,7 @@ def _accuracy(model, x, y) -> float:
     return float(model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)["accuracy"])
 
 
-#: Variable names of the weights the forgetting meter compares: convolution,
+#: Layer attributes holding the weights the forgetting meter compares: convolution,
 #: depthwise/separable convolution and dense kernels. Biases, BatchNorm's
 #: gamma/beta (frozen in fine tuning) and its moving statistics are left out.
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -429,8 +437,9 @@ def weight_shift(before: dict[str, list[np.ndarray]], model, blocks) -> dict[str
             layer = names.get(name)
             if layer is None or name not in before or _is_batchnorm(layer):
                 continue
+            kernels = [getattr(layer, attr, None) for attr in KERNEL_NAMES]
             for var, w0, w1 in zip(layer.weights, before[name], layer.get_weights()):
-                if var.name in KERNEL_NAMES:
+                if any(var is k for k in kernels):
                     w0 = np.asarray(w0, dtype="float64")
                     num += float(np.sum((np.asarray(w1, dtype="float64") - w0) ** 2))
                     den += float(np.sum(w0 ** 2))
