@@ -79,13 +79,13 @@ class Settings:
 #: datasets seed k also tests fold k); ``grid``: fine tuning's candidate (depths, rates), each
 #: tried on the ``select_seeds`` (folds) at the largest size and scored on validation only.
 DESIGN = {
-    "clipart": dict(settings=Settings(image_size=128, scratch_image_size=64, max_depth=4), sizes=(5, 10, 20, None),
+    "clipart": dict(settings=Settings(image_size=128, scratch_image_size=64, max_depth=4), sizes=(3, 5, 8, None),
                     seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2), grid=((1, 2, 4), (1e-4, 1e-3))),
     "fashion_mnist": dict(settings=Settings(image_size=64, scratch_image_size=28, max_depth=4),
-                          sizes=(5, 10, 25, 100), seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2),
+                          sizes=(5, 10, 25, 50), seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2),
                           grid=((1, 2, 4), (1e-4, 1e-3))),
     "spoken_words": dict(settings=Settings(image_size=64, scratch_image_size=64, max_depth=9), sizes=(5, 10, 20, None),
-                         seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2), grid=((1, 2, 4, 9), (1e-4, 1e-3))),
+                         seeds=(0, 1, 2, 3, 4), select_seeds=(0, 1, 2), grid=((1, 2, 4), (1e-4, 1e-3))),
 }
 
 

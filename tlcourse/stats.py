@@ -87,15 +87,20 @@ class Bootstrap:
         self.run_counts = rng.multinomial(runs, np.full(runs, 1 / runs), size=n)        # (n, runs)
         self.group_weights = rng.multinomial(groups, np.full(groups, 1 / groups), size=n)  # (n, groups)
 
+    def _chunks(self, f, chunk: int = 1000) -> np.ndarray:
+        """``f(run_counts, group_weights)`` over slices of the replicates (bounded memory)."""
+        return np.concatenate([f(self.run_counts[i:i + chunk], self.group_weights[i:i + chunk])
+                               for i in range(0, self.n, chunk)])
+
     def accuracy(self, cell: Cell) -> np.ndarray:
         """Replicates of the cell's accuracy (micro-averaged over the resampled seeds and groups)."""
-        num = ((self.run_counts @ cell.correct) * self.group_weights).sum(axis=1)
-        den = ((self.run_counts @ cell.tested) * self.group_weights).sum(axis=1)
-        return num / np.maximum(den, 1)
+        def f(c, w):
+            return ((c @ cell.correct) * w).sum(axis=1) / np.maximum(((c @ cell.tested) * w).sum(axis=1), 1)
+        return self._chunks(f)
 
     def run_accuracies(self, cell: Cell) -> np.ndarray:
         """(n, runs): each run's test accuracy under each replicate's group weights."""
-        return (self.group_weights @ cell.correct.T) / np.maximum(self.group_weights @ cell.tested.T, 1)
+        return self._chunks(lambda c, w: (w @ cell.correct.T) / np.maximum(w @ cell.tested.T, 1))
 
     def mean_over_runs(self, per_run: np.ndarray) -> np.ndarray:
         """Replicates of the mean of a per-run quantity (``(runs,)`` or ``(n, runs)``) over resampled seeds."""
