@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import os
 from pathlib import Path
 
 _ROOT = str(Path(__file__).resolve().parent.parent) + "/"
@@ -36,9 +37,13 @@ _TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeL
                           r"[IWE]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]).*\n?$")
 
 
+#: the course cache folder of whoever executed the notebook (default ~/.cache/tlcourse, or $TLCOURSE_CACHE)
+_CACHE = os.environ.get("TLCOURSE_CACHE") or str(Path.home() / ".cache" / "tlcourse")
+
+
 def _local_paths(text: str) -> str:
-    """``text`` without this checkout's absolute folder, and with the home folder as ``~``."""
-    text = text.replace(_ROOT, "")
+    """``text`` without this checkout's absolute folder or the executor's cache folder, home as ``~``."""
+    text = text.replace(_ROOT, "").replace(_CACHE, "$TLCOURSE_CACHE").replace("~/.cache/tlcourse", "$TLCOURSE_CACHE")
     return re.sub(rf"(?<![\w/]){re.escape(_HOME)}(?=/|\s|$)", "~", text) if _HOME not in ("", "/") else text
 
 
