@@ -452,7 +452,7 @@ def run_plan(datasets=tuple(DESIGN), path: str | os.PathLike | None = None, prog
             f.write("\n")
     env, done = _environment(), 0
     for dataset in datasets:
-        pool = load_pool(dataset)
+        digest = load_pool(dataset).digest()  # hashed once per dataset, not once per run
         while True:  # twice: the selection stage, then the comparison it decides
             records = [r for r in read_records(path) if r["dataset"] == dataset]
             have = {_run_key(r) for r in records}
@@ -468,7 +468,7 @@ def run_plan(datasets=tuple(DESIGN), path: str | os.PathLike | None = None, prog
                     fold = replace(fold, test=np.zeros(0, int))  # the test fold is not even predicted
                 s = replace(s0, depth=spec["depth"], learning_rate=spec["learning_rate"])
                 rec = run_method(dataset, spec["method"], fold, s, spec["per_class"], spec["seed"])
-                rec.update(stage=spec["stage"], pool_digest=pool.digest(), date=time.strftime("%Y-%m-%d"), **env)
+                rec.update(stage=spec["stage"], pool_digest=digest, date=time.strftime("%Y-%m-%d"), **env)
                 with open(path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
