@@ -20,13 +20,11 @@ What it sets up:
   ``tlcourse-admin`` (scopes ``admin:users``, ``admin:servers``, ``access:servers``,
   ``read:hub``): create users, start/stop their servers, use their servers' APIs.
 * Caches (shared notes §9, INSTRUCTORS.md "Running the course on JupyterHub"):
-  each student writes features and downloads into their own
-  ``~/.cache/tlcourse`` (``TLCOURSE_CACHE``) and ``~/.keras`` (``KERAS_HOME``); the
-  instructor's prefetched folder ``$TLCOURSE_SHARED`` (optional) is read, never written:
-  ``$TLCOURSE_SHARED/cache`` (``TLCOURSE_SHARED_CACHE``, datasets) and
-  ``$TLCOURSE_SHARED/keras`` (``TLCOURSE_SHARED_KERAS_HOME``, backbone weights), as
-  filled by ``python -m tlcourse prefetch --cache $TLCOURSE_SHARED/cache
-  --keras-home $TLCOURSE_SHARED/keras``.
+  each student writes features and saved models into their own
+  ``~/.cache/tlcourse`` (``TLCOURSE_CACHE``) and downloads into ``~/.keras``
+  (``KERAS_HOME``); the instructor's prefetched folder ``$TLCOURSE_SHARED`` (optional) is
+  read, never written: ``$TLCOURSE_SHARED/keras`` (``TLCOURSE_SHARED_KERAS_HOME``, VGG16's
+  weights), as filled by ``python -m tlcourse prefetch --keras-home $TLCOURSE_SHARED/keras``.
 
 Environment variables read here (all optional except the token):
 
@@ -155,7 +153,6 @@ _env = {
 }
 if _shared:
     _shared_path = Path(_shared).resolve()
-    _env["TLCOURSE_SHARED_CACHE"] = str(_shared_path / "cache")
     _env["TLCOURSE_SHARED_KERAS_HOME"] = str(_shared_path / "keras")
 c.Spawner.environment = _env
 if os.environ.get("TLCOURSE_HUB_MEM_LIMIT"):

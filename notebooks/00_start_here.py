@@ -55,8 +55,8 @@ print("no check failed")
 
 # %% [markdown]
 # **Offline status.** Nothing below uses the network. The default network and the datasets are
-# on this disk (checked above); the optional extras (other Keras backbones, bigger datasets) are
-# listed as cached or not. Prepare a classroom without Wi-Fi with `python -m tlcourse prefetch`.
+# on this disk (checked above); the one optional download, VGG16's weights for a cell of notebook
+# 02, is listed as cached or not. Prepare a classroom without Wi-Fi with `python -m tlcourse prefetch`.
 #
 # **Do the widgets work?** Move the slider: the text should follow. If you see "Error
 # displaying widget" instead, see *Troubleshooting* in the README (usually: restart JupyterLab,
@@ -119,8 +119,8 @@ for name, description in data.list_datasets().items():
 #   writes them to `student/`. The notebooks carry slide metadata: present them with the RISE
 #   extension for JupyterLab. See `INSTRUCTORS.md` for timings, talking points, and the
 #   questions learners ask.
-# * Offline room: run `python -m tlcourse prefetch --cache DIR --keras-home DIR` at home and copy
-#   the folder, or stay with the default network and datasets, which need nothing.
+# * Offline room: everything but notebook 02's optional VGG16 cell needs nothing; for that cell
+#   run `python -m tlcourse prefetch --keras-home DIR` at home and copy the folder.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

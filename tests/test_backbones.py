@@ -22,14 +22,11 @@ keras = pytest.importorskip("keras")
 
 from tlcourse import backbones as B  # noqa: E402
 from tlcourse.torch_legacy import UnsafeCheckpointError, load_legacy_state_dict  # noqa: E402
+from support import write_legacy_h5  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED_BLOCKS = {  # include_top=False, pooling=None
     "efficientnet_lite0": ["stem", *[f"block_{i}" for i in range(16)], "head"],
-    "mobilenet_v2": ["stem", *[f"block_{i}" for i in range(17)], "head"],
-    "vgg16": [f"block_{i}" for i in range(5)],
-    "resnet50": ["stem", *[f"block_{i}" for i in range(16)]],
-    "efficientnet_b0": ["stem", *[f"block_{i}" for i in range(16)], "head"],
 }
 CLOSED_PORT_URL = "http://127.0.0.1:9/"  # discard port, nothing listens: fails at once
 
@@ -68,8 +65,8 @@ def _isolated_caches(monkeypatch, tmp_path):
     keras_home = tmp_path / "keras_home"
     keras_home.mkdir()
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    monkeypatch.setattr(B, "KERAS_APPS", {k: (CLOSED_PORT_URL, v[1])
-                                           for k, v in B.KERAS_APPS.items()})
+    fname, _url, md5 = B.VGG16_WEIGHTS
+    monkeypatch.setattr(B, "VGG16_WEIGHTS", (fname, CLOSED_PORT_URL + fname, md5))
 
 
 @pytest.fixture(scope="session")
@@ -102,12 +99,6 @@ def random_models():
 # --------------------------------------------------------------------------
 # the port is numerically right
 # --------------------------------------------------------------------------
-
-def test_list_backbones():
-    names = B.list_backbones()
-    assert names[0] == "efficientnet_lite0"
-    assert set(names) == set(EXPECTED_BLOCKS)
-
 
 @pytest.mark.parametrize("key", ["x224", "x128"])
 def test_lite0_logits_match_pytorch_reference(key, lite0_top):
@@ -200,9 +191,8 @@ def test_block_outputs_are_valid_cut_points(name, random_models):
         assert rest.output.shape == model.output.shape
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
-def test_split_models_reproduce_full_output(name, random_models):
-    model = random_models(name)
+def test_split_models_reproduce_full_output(random_models):
+    model = random_models("efficientnet_lite0")
     blocks = B.backbone_blocks(model)
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     full = np.asarray(model(x, training=False))
@@ -218,8 +208,7 @@ def test_split_models_reproduce_full_output(name, random_models):
 @pytest.mark.parametrize("name,kwargs,last", [
     ("efficientnet_lite0", {"include_top": True}, ["top_pool", "top_dropout", "predictions"]),
     ("efficientnet_lite0", {"pooling": "avg"}, ["top_pool"]),
-    ("mobilenet_v2", {"pooling": "max"}, None),
-    ("vgg16", {"include_top": True}, ["flatten", "fc1", "fc2", "predictions"]),
+    ("efficientnet_lite0", {"pooling": "max"}, ["top_pool"]),
 ])
 def test_block_map_top_block(name, kwargs, last):
     model = B.load_backbone(name, image_size=64, weights=None, **kwargs)
@@ -254,11 +243,10 @@ def test_block_map_rejects_foreign_models(random_models):
 # bad arguments
 # --------------------------------------------------------------------------
 
-def test_unknown_name_lists_known_names():
-    with pytest.raises(ValueError) as info:
-        B.load_backbone("efficientnet_lite9")
-    for name in B.list_backbones():
-        assert name in str(info.value)
+@pytest.mark.parametrize("name", ["efficientnet_lite9", "vgg16", "resnet50"])
+def test_unknown_name_says_what_to_do(name):
+    with pytest.raises(ValueError, match=r"unknown backbone .*'efficientnet_lite0'.*keras\.applications"):
+        B.load_backbone(name)
 
 
 @pytest.mark.parametrize("size", [31, 513, 0, -128, 128.0, "128", True, None])
@@ -342,11 +330,11 @@ def test_reader_refuses_unknown_storage_types(tmp_path):
 # keras.applications weights: offline and cached
 # --------------------------------------------------------------------------
 
-def test_offline_keras_app_gives_a_clear_error(tmp_path):
-    fname, url, _ = B.keras_weights_file("vgg16", 128, include_top=False)
+def test_offline_vgg16_download_gives_a_clear_error():
+    fname, url, _ = B.keras_weights_file("vgg16")
     assert url.startswith(CLOSED_PORT_URL) and url.endswith(fname)
     with pytest.raises(B.WeightsUnavailableError) as info:
-        B.load_backbone("vgg16", image_size=128)
+        B.fetch_weights("vgg16")
     msg = str(info.value)
     models_dir = Path(os.environ["KERAS_HOME"]) / "models"
     for part in (fname, url, str(models_dir), "python -m tlcourse prefetch"):
@@ -356,77 +344,34 @@ def test_offline_keras_app_gives_a_clear_error(tmp_path):
     assert not (models_dir / fname).exists()
 
 
-def test_fetch_weights():
+def test_fetch_weights_names():
     assert B.fetch_weights("efficientnet_lite0") == B.lite0_weights_path()
-    with pytest.raises(B.WeightsUnavailableError, match="prefetch"):
-        B.fetch_weights("resnet50")
-    with pytest.raises(ValueError, match="known backbones"):
-        B.fetch_weights("resnet18")
-
-
-def test_keras_weights_file_names():
-    assert B.keras_weights_file("mobilenet_v2", 128)[0] == \
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5"
-    assert B.keras_weights_file("mobilenet_v2", 100)[0].endswith("_1.0_224_no_top.h5")
-    assert B.keras_weights_file("efficientnet_b0", include_top=True)[0] == "efficientnetb0.h5"
-    assert B.keras_weights_file("resnet50")[2] == "4d473c1dd8becc155b73f8504c6f6626"
-    with pytest.raises(ValueError):
+    for bad in ("resnet18", "mobilenet_v2"):
+        with pytest.raises(ValueError, match="efficientnet_lite0, vgg16"):
+            B.fetch_weights(bad)
+    assert B.keras_weights_file()[0] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with pytest.raises(ValueError, match="only 'vgg16'"):
         B.keras_weights_file("efficientnet_lite0")
 
 
-@pytest.mark.parametrize("name,app,mode,first_conv", [
-    ("mobilenet_v2", "MobileNetV2", "tf", "Conv1"),
-    ("vgg16", "VGG16", "caffe", "block1_conv1"),
-    ("efficientnet_b0", "EfficientNetB0", None, "stem_conv"),
-])
-def test_cached_keras_weights_are_used_without_download(name, app, mode, first_conv,
-                                                        monkeypatch):
-    """A weights file in $KERAS_HOME/models is used as Keras would (same outputs)."""
-    from keras.src.legacy.saving import legacy_h5_format
-    from keras.src.utils import file_utils
-    import h5py
-
-    size = 64 if name == "vgg16" else 96
-    src = getattr(keras.applications, app)(include_top=False, weights=None,
-                                           input_shape=(size, size, 3))
-    if name == "efficientnet_b0":  # like the real file: ImageNet mean, variance = stddev
-        norm = next(la for la in src.layers if isinstance(la, keras.layers.Normalization))
-        norm.set_weights([np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]),
-                          norm.get_weights()[2]])
-    fname, _, _ = B.keras_weights_file(name, size)
+def test_a_cached_vgg16_file_is_used_without_download_and_a_bad_one_is_named(monkeypatch, tmp_path):
+    """A file in $KERAS_HOME/models with the right md5 is used as is; a wrong one is not."""
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    fname, url, _ = B.keras_weights_file()
     target = Path(os.environ["KERAS_HOME"]) / "models" / fname
     target.parent.mkdir(parents=True)
-    with h5py.File(target, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, src)
-    # what Keras itself builds with weights="imagenet" from that file
-    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: str(target))
-    reference = getattr(keras.applications, app)(include_top=False, weights="imagenet",
-                                                 input_shape=(size, size, 3))
-
-    def no_download(*a, **k):
-        raise AssertionError("should not download a cached file")
-
-    monkeypatch.setattr(keras.utils, "get_file", no_download)
-    monkeypatch.setattr(file_utils, "get_file", no_download)
-    if name != "mobilenet_v2":  # our random-weight file cannot pass the real md5
-        with pytest.raises(B.WeightsUnavailableError, match="fails its md5 check"):
-            B.load_backbone(name, image_size=size)
-        apps = dict(B.KERAS_APPS)
-        base, files = apps[name]
-        apps[name] = (base, {k: (f, None) for k, (f, _) in files.items()})
-        monkeypatch.setattr(B, "KERAS_APPS", apps)
-    model = B.load_backbone(name, image_size=size)
-    x = np.random.default_rng(2).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    if mode is not None:
-        keras_in = keras.applications.imagenet_utils.preprocess_input(x.copy(), mode=mode)
-    else:
-        keras_in = x
-    expected = reference(keras_in)
-    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-4, atol=1e-3)
-    # the first convolution sees the same input (preprocessing matches Keras's)
-    ours = keras.Model(model.input, model.get_layer(first_conv).output)(x)
-    theirs = keras.Model(reference.input, reference.get_layer(first_conv).output)(keras_in)
-    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-3)
+    write_legacy_h5(vgg, target)
+    with pytest.raises(B.WeightsUnavailableError, match="failed its md5 check"):
+        B.fetch_weights("vgg16")   # random weights cannot pass the real md5 ...
+    aside = target.with_name(target.name + ".corrupt")
+    assert not target.exists() and aside.is_file()   # ... so the file is set aside, not deleted
+    aside.rename(target)
+    md5 = hashlib.md5(target.read_bytes()).hexdigest()
+    monkeypatch.setattr(B, "VGG16_WEIGHTS", (fname, url, md5))
+    assert B.fetch_weights("vgg16") == target   # its URL is a closed port: nothing was downloaded
+    again = keras.applications.VGG16(include_top=False, weights=str(target), input_shape=(32, 32, 3))
+    for a, b in zip(again.get_weights(), vgg.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------
@@ -489,11 +434,9 @@ def test_prepare_image_crop_and_alpha():
         B.prepare_image(img, crop=0)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
-def test_saved_and_reloaded_backbone_keeps_its_blocks(name, random_models, tmp_path):
+def test_saved_and_reloaded_backbone_keeps_its_blocks(random_models, tmp_path):
     """Built-in layers only: a .keras file reloads without custom objects."""
-    model = random_models(name) if name == "efficientnet_lite0" else \
-        B.load_backbone(name, image_size=32, weights=None)
+    model = random_models("efficientnet_lite0")
     path = tmp_path / "model.keras"
     model.save(path)
     again = keras.saving.load_model(path)

@@ -221,57 +221,46 @@ def test_a_broken_cache_file_is_recomputed(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------- a read-only shared (prefetched) folder
-from test_cli import fake_keras_weights  # noqa: E402,F401 - pytest fixture
-from test_downloads import registry, server  # noqa: E402,F401 - pytest fixtures
-
-
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*"))}
 
 
-def test_a_shared_prefetched_folder_is_read_never_written(
-        tmp_path, monkeypatch, registry, server, fake_keras_weights):  # noqa: F811
+def test_a_shared_prefetched_folder_is_read_never_written(tmp_path, monkeypatch, server, fake_vgg16):
     from tlcourse import __main__ as cli
     from tlcourse import backbones as bb
-    from tlcourse import data, doctor
+    from tlcourse import doctor
 
     shared = tmp_path / "shared"
     # the instructor prefetches (from the loopback server) ...
-    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "unused"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "unused-keras"))
-    assert cli.main(["prefetch", "vgg16", "pneumoniamnist", "--cache", str(shared / "cache"),
-                     "--keras-home", str(shared / "keras"), "--no-progress"]) == 0
-    # ... and a student reads it, with their own (empty) caches
-    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "student" / "cache"))
+    assert cli.main(["prefetch", "vgg16", "--keras-home", str(shared / "keras")]) == 0
+    # ... and a student reads it, with their own (empty) Keras folder
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "student" / "keras"))
-    monkeypatch.setenv(config.SHARED_CACHE_ENV, str(shared / "cache"))
     monkeypatch.setenv(config.SHARED_KERAS_ENV, str(shared / "keras"))
     before, hits = _snapshot(shared), dict(server.hits)
-    npz = shared / "cache" / "datasets" / "pneumoniamnist.npz"
-    assert data.dataset_path("pneumoniamnist") == npz
-    assert data.download_dataset("pneumoniamnist", progress=False) == npz
-    assert bb.fetch_weights("vgg16", 128) == shared / "keras" / "models" / "vgg16_test_notop.h5"
-    assert server.hits == hits, "the shared copies should be used without any download"
+    h5 = shared / "keras" / "models" / "vgg16_test_notop.h5"
+    assert bb.fetch_weights("vgg16") == h5
+    assert server.hits == hits, "the shared copy should be used without any download"
     assert _snapshot(shared) == before
-    assert not (tmp_path / "student" / "cache" / "datasets" / "pneumoniamnist.npz").exists()
     checks = doctor.check_shared_cache()
-    assert [c.status for c in checks] == [doctor.OK] and "2 prefetched" in checks[0].detail
+    assert [c.status for c in checks if c.status != doctor.WARN] == [doctor.OK]
+    assert "intact" in checks[-1].detail
 
     # a changed shared file: doctor names it with the fix; the student's own copy is used
-    raw = bytearray(npz.read_bytes())
+    raw = bytearray(h5.read_bytes())
     raw[-20] ^= 0xFF
-    npz.write_bytes(bytes(raw))
+    h5.write_bytes(bytes(raw))
     before = _snapshot(shared)
     checks = doctor.check_shared_cache()
     fail = [c for c in checks if c.status == doctor.FAIL]
-    assert len(fail) == 1 and str(npz) in fail[0].detail
-    assert f"rm {npz}" in fail[0].fix and "prefetch pneumoniamnist --cache" in fail[0].fix
+    assert len(fail) == 1 and str(h5) in fail[0].detail
+    assert f"rm {h5}" in fail[0].fix and "prefetch vgg16 --keras-home" in fail[0].fix
     assert "shared cache" in doctor.report(checks)
     with pytest.warns(UserWarning, match="shared copy .*changed or damaged"):
-        own = data.download_dataset("pneumoniamnist", progress=False)
-    assert own == tmp_path / "student" / "cache" / "datasets" / "pneumoniamnist.npz"
-    assert own.read_bytes() == server.files["pneumoniamnist.npz"]
+        own = bb.fetch_weights("vgg16")
+    assert own == tmp_path / "student" / "keras" / "models" / "vgg16_test_notop.h5"
+    assert own.read_bytes() == fake_vgg16
     assert _snapshot(shared) == before, "the shared folder must never be repaired by a student"
 
 
@@ -285,6 +274,5 @@ def test_doctor_reports_an_unwritable_cache(tmp_path, monkeypatch):
     assert c.status == doctor.FAIL and "not writable" in c.detail and "export TLCOURSE_CACHE=" in c.fix
     monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path / "ok"))
     assert doctor.check_cache_writable().status == doctor.OK
-    monkeypatch.delenv(config.SHARED_CACHE_ENV, raising=False)
     monkeypatch.delenv(config.SHARED_KERAS_ENV, raising=False)
     assert doctor.check_shared_cache() == []

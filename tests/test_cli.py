@@ -1,14 +1,12 @@
 """``python -m tlcourse doctor`` and ``prefetch``, never touching the internet.
 
-Downloads go to a loopback HTTP server (the data tests' server, imported from
-test_downloads); the real ``datasets/`` folder and the real caches are never
+Downloads go to a loopback HTTP server (``tests/conftest.py``); the real ``datasets/`` folder and the real caches are never
 modified: every test points TLCOURSE_CACHE, KERAS_HOME and TLCOURSE_DATASETS
 at tmp_path.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,13 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from test_downloads import _npz_bytes, registry, server  # noqa: F401 - pytest fixtures
 
 from tlcourse import __main__ as cli
 from tlcourse import backbones as bb
-from tlcourse import data, doctor
+from tlcourse import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,89 +152,43 @@ def test_dataset_check_on_tampered_copy(tmp_path, caches, monkeypatch):
     assert doctor.check_datasets().status == doctor.OK
 
 
-def test_online_extras_informational(caches, registry, monkeypatch):  # noqa: F811
+def test_online_extras_informational(caches, fake_vgg16):
     c = doctor.check_online_extras()
-    assert c.status == doctor.INFO and "0/" in c.detail
-    assert c.fix.startswith("python -m tlcourse prefetch") and "pneumoniamnist" in c.fix
-    target = data.dataset_path("pneumoniamnist")
-    target.write_bytes(_npz_bytes())
-    assert "(pneumoniamnist)" in doctor.check_online_extras().detail
+    assert c.status == doctor.INFO and "not cached" in c.detail and c.fix == "python -m tlcourse prefetch vgg16"
+    target = caches / "keras" / "models" / "vgg16_test_notop.h5"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(fake_vgg16)
+    assert doctor.check_online_extras().status == doctor.OK
     target.write_bytes(b"bad")
     c = doctor.check_online_extras()
-    assert c.status == doctor.WARN and "wrong checksum" in c.detail
+    assert c.status == doctor.WARN and "md5" in c.detail
 
 
 # ---------------------------------------------------------------- prefetch
-@pytest.fixture()
-def fake_keras_weights(server, monkeypatch):  # noqa: F811
-    """vgg16 and resnet50 weights served by the loopback server (resnet50: 404)."""
-    body = b"HDF-ish test weights " * 100
-    server.files["vgg16_test_notop.h5"] = body
-    md5 = hashlib.md5(body).hexdigest()
-    monkeypatch.setitem(bb.KERAS_APPS, "vgg16",
-                        (server.url + "/", {False: ("vgg16_test_notop.h5", md5)}))
-    monkeypatch.setitem(bb.KERAS_APPS, "resnet50",
-                        (server.url + "/", {False: ("resnet50_missing_notop.h5", "0" * 32)}))
-    return body
-
-
-def test_prefetch_success(tmp_path, registry, server, fake_keras_weights, capsys):  # noqa: F811
-    cache, keras_home = tmp_path / "shared" / "cache", tmp_path / "shared" / "keras"
-    rc = cli.main(["prefetch", "--backbones", "vgg16", "--datasets", "pneumoniamnist",
-                   "eurosat", "--cache", str(cache), "--keras-home", str(keras_home),
-                   "--no-progress"])
+def test_prefetch_success(tmp_path, server, fake_vgg16, capsys):
+    keras_home = tmp_path / "shared" / "keras"
+    rc = cli.main(["prefetch", "--keras-home", str(keras_home)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert os.environ["TLCOURSE_CACHE"] == str(cache.resolve())
-    assert (keras_home / "models" / "vgg16_test_notop.h5").read_bytes() == fake_keras_weights, out
-    assert (cache / "datasets" / "pneumoniamnist.npz").read_bytes() == server.files["pneumoniamnist.npz"]
-    assert (cache / "datasets" / "EuroSAT.zip").is_file()
-    assert out.count("\nOK ") + out.startswith("OK ") == 3 and "3 OK, 0 FAILED" in out
-    # a second run uses the cached files: no new requests
-    hits = dict(server.hits)
-    assert cli.main(["prefetch", "vgg16", "pneumoniamnist", "--cache", str(cache),
-                     "--keras-home", str(keras_home), "--no-progress"]) == 0
+    assert (keras_home / "models" / "vgg16_test_notop.h5").read_bytes() == fake_vgg16, out
+    assert "2 OK, 0 FAILED" in out and "efficientnet_lite0" in out
+    hits = dict(server.hits)   # a second run uses the cached file: no new request
+    assert cli.main(["prefetch", "vgg16", "--keras-home", str(keras_home)]) == 0
     assert server.hits == hits
 
 
-def test_prefetch_failures_are_reported_and_the_rest_continues(
-        tmp_path, registry, server, fake_keras_weights, capsys):  # noqa: F811
-    server.mode["pneumoniamnist.npz"] = "tamper"
-    rc = cli.main(["prefetch", "resnet50", "vgg16", "pneumoniamnist", "eurosat",
-                   "--cache", str(tmp_path / "c"), "--keras-home", str(tmp_path / "k"),
-                   "--no-progress"])
+def test_prefetch_failure_is_reported_and_the_rest_continues(tmp_path, server, fake_vgg16, capsys):
+    server.mode["vgg16_test_notop.h5"] = "tamper"
+    rc = cli.main(["prefetch", "vgg16", "efficientnet_lite0", "--keras-home", str(tmp_path / "k")])
     out = capsys.readouterr().out
-    assert rc == 1
-    assert "2 OK, 2 FAILED" in out
+    assert rc == 1 and "1 OK, 1 FAILED" in out
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 2 and "resnet50" in failed[0] and "pneumoniamnist" in failed[1]
-    assert "WeightsUnavailableError" in out and "resnet50_missing_notop.h5" in out
-    assert "DownloadError" in out and "hash" in out
-    assert (tmp_path / "k" / "models" / "vgg16_test_notop.h5").is_file()
-    assert (tmp_path / "c" / "datasets" / "EuroSAT.zip").is_file()
-    assert not (tmp_path / "c" / "datasets" / "pneumoniamnist.npz").exists()
-
-
-def test_prefetch_lite0_and_file_selection(caches, monkeypatch, capsys):
-    calls = []
-    monkeypatch.setattr(bb, "fetch_weights",
-                        lambda name, size=224, top=False: calls.append((name, size, top))
-                        or caches / f"{name}-{size}")
-    monkeypatch.setattr(data, "prefetch", lambda names, progress=True: {
-        n: caches / n for n in names})
-    assert cli.main(["prefetch", "--image-size", "128", "224", "--no-progress"]) == 0
-    # Lite0 once; MobileNetV2 one file per size; one no-top file for the others
-    assert calls == [("efficientnet_lite0", 224, False), ("mobilenet_v2", 128, False),
-                     ("mobilenet_v2", 224, False), ("vgg16", 128, False),
-                     ("resnet50", 128, False), ("efficientnet_b0", 128, False)]
-    out = capsys.readouterr().out
-    assert "8 OK, 0 FAILED" in out and "eurosat" in out and "pneumoniamnist" in out
+    assert failed == ["FAILED  vgg16"] and "WeightsUnavailableError" in out and "md5" in out
+    assert not (tmp_path / "k" / "models" / "vgg16_test_notop.h5").exists()
 
 
 def test_prefetch_bad_names(capsys):
     with pytest.raises(SystemExit) as err:
         cli.main(["prefetch", "alexnet"])
-    assert err.value.code == 2 and "unknown name 'alexnet'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["prefetch", "--datasets", "vgg16"])
-    assert "unknown dataset 'vgg16'" in capsys.readouterr().err
+    err_text = capsys.readouterr().err
+    assert err.value.code == 2 and "unknown name 'alexnet'" in err_text and "vgg16" in err_text

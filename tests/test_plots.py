@@ -43,7 +43,7 @@ def _rows(dataset: str) -> list[dict]:
             for method, base in (("feature_extraction", 0.6), ("fine_tuning", 0.7)) for per_class in (5, 20)]
 
 
-@pytest.mark.parametrize("dataset", ["eurosat", "my own pictures"])
+@pytest.mark.parametrize("dataset", ["spoken words", "my own pictures"])
 def test_plot_comparison_draws_any_dataset(dataset):
     fig = plots.plot_comparison(_rows(dataset), title=dataset)
     ax = fig.axes[0]

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from tlcourse import data, experiments as E, stats
+from tlcourse import data, experiments as E
 
 RECORDS = E.read_records()
 KEY = ("stage", "dataset", "method", "per_class", "seed", "depth", "learning_rate")

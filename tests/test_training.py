@@ -32,38 +32,44 @@ def _stage1_head():
     return [rng.normal(0, 0.05, (1280, 3)).astype("float32"), np.zeros(3, "float32")]
 
 
-def test_unfreeze_top_counts_blocks_and_keeps_batchnorm_frozen(base):
-    report = T.unfreeze_top(base, 3)
-    assert report.blocks == ["block_14", "block_15", "head"]
-    assert report.total_blocks == 18
-    trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
-    assert trainable and not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
-    assert report.trainable_params == T.count_params(base)["trainable"] == T.trainable_params_at_depth(base, 3)
-    assert "block_14" in str(report)
+def _unfreeze(base, depth, train_bn=False):
+    """Notebook 02's unfreeze loop: freeze everything, then train the top ``depth`` blocks."""
+    top = {name for block in backbone_blocks(base)[len(backbone_blocks(base)) - depth:]
+           for name in block.layers} if depth else set()
+    base.trainable = True
+    for layer in base.layers:
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = layer.name in top and (train_bn or not is_bn)
 
 
-def test_unfreeze_zero_is_feature_extraction_and_full_depth_is_everything(base):
-    assert T.unfreeze_top(base, 0).trainable_params == 0
-    assert base.trainable is False
-    full = T.unfreeze_top(base, 18)
+def test_trainable_params_at_depth_matches_the_unfreeze_loop(base):
+    for depth in (0, 3):
+        _unfreeze(base, depth)
+        assert T.count_params(base)["trainable"] == T.trainable_params_at_depth(base, depth)
+    assert T.trainable_params_at_depth(base, 0) == 0
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in base.layers
+                   if layer.trainable and layer.weights)
     bn_params = sum(int(np.prod(w.shape)) for layer in base.layers
                     if isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights)
-    assert full.trainable_params + bn_params == base.count_params()
-    with_bn = T.unfreeze_top(base, 18, train_bn=True)
-    assert with_bn.batchnorm_frozen == 0 and with_bn.trainable_params > full.trainable_params
+    full = T.trainable_params_at_depth(base, 18)
+    assert full + bn_params == base.count_params()
+    _unfreeze(base, 18, train_bn=True)   # gamma and beta train, the moving statistics never do
+    assert T.count_params(base)["trainable"] == T.trainable_params_at_depth(base, 18, train_bn=True) > full
     base.trainable = False
 
 
 @pytest.mark.parametrize("bad", [-1, 19, 100])
-def test_unfreeze_out_of_range_says_the_valid_range(base, bad):
+def test_depth_out_of_range_says_the_valid_range(base, bad):
     with pytest.raises(ValueError, match=r"0 \(feature extraction\) to 18"):
-        T.unfreeze_top(base, bad)
+        T.trainable_params_at_depth(base, bad)
+    with pytest.raises(ValueError, match=r"0 \(feature extraction\) to 18"):
+        T.split_at_depth(base, bad)
 
 
 @pytest.mark.parametrize("bad", [1.5, "3", None, True])
-def test_unfreeze_rejects_non_integer_depth(base, bad):
+def test_depth_must_be_a_whole_number(base, bad):
     with pytest.raises(TypeError, match="whole number"):
-        T.unfreeze_top(base, bad)
+        T.trainable_params_at_depth(base, bad)
 
 
 @pytest.mark.parametrize("depth", [1, 4, 17, 18])
@@ -189,7 +195,7 @@ def test_plot_blocks_draws_a_bar_per_block_with_weights_and_marks_weightless_one
     pooled = load_backbone("efficientnet_lite0", image_size=64, pooling="avg")
     blocks = backbone_blocks(pooled)
     assert blocks[-1].name == "top"  # pooling only: a block with nothing to train
-    T.unfreeze_top(pooled, 3)
+    _unfreeze(pooled, 3)
     fig = plots.plot_blocks(pooled)
     ax = fig.axes[0]
     assert len(ax.patches) == len(blocks) - 1

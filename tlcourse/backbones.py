@@ -8,31 +8,17 @@ PyTorch state dict.  The file is checked by SHA-256 and converted on every load:
 that takes 0.03-0.35 s on 2 cores (hash included; the range is the load of a
 shared machine), so nothing is cached.
 
-The other backbones come from ``keras.applications`` and download their weights
-on first use into ``$KERAS_HOME/models`` (default ``~/.keras/models``); see
-:func:`keras_weights_file` and ``python -m tlcourse prefetch``.
-
-Every model returned by :func:`load_backbone` takes **float RGB images in
+The model returned by :func:`load_backbone` takes **float RGB images in
 0..255**, shape ``(image_size, image_size, 3)``, and does its own
-preprocessing in a layer named ``preprocess`` (part of no block): Lite0
-``(x - 127) / 128``; MobileNetV2 ``x / 127.5 - 1``; VGG16 and ResNet50 subtract
-the ImageNet mean (Keras "caffe" mode; its RGB->BGR swap is folded into the
-first convolution's kernel, which therefore takes RGB channels, unlike the
-kernel in Keras's weights file); EfficientNetB0 an identity (it normalises
-inside, in its stem). All are built-in Keras layers, so models save and load
-as ``.keras`` files without custom objects.
+preprocessing, ``(x - 127) / 128``, in a built-in ``Rescaling`` layer named
+``preprocess`` (part of no block), so models save and load as ``.keras`` files
+without custom objects. Its blocks (see :func:`backbone_blocks`) are ``stem``,
+``block_0`` .. ``block_15`` and ``head`` (18).
 
-Blocks (see :func:`backbone_blocks`):
-
-======================  =========================================================
-backbone                blocks (include_top=False, pooling=None)
-======================  =========================================================
-``efficientnet_lite0``  ``stem``, ``block_0`` .. ``block_15``, ``head``  (18)
-``mobilenet_v2``        ``stem``, ``block_0`` .. ``block_16``, ``head``  (19)
-``vgg16``               ``block_0`` .. ``block_4`` (Keras ``block1``..``block5``) (5)
-``resnet50``            ``stem``, ``block_0`` .. ``block_15``  (17)
-``efficientnet_b0``     ``stem``, ``block_0`` .. ``block_15``, ``head``  (18)
-======================  =========================================================
+Other backbones are used the plain ``keras.applications`` way (notebook 02 does
+it with the article's VGG16); :func:`keras_weights_file` names VGG16's weights
+file, which ``python -m tlcourse prefetch vgg16`` downloads into
+``$KERAS_HOME/models`` (default ``~/.keras/models``) for an offline classroom.
 
 With ``pooling`` or ``include_top=True`` a final block named ``top`` holds the
 pooling, dropout and classifier layers.  Like ``keras.applications``, the
@@ -73,7 +59,6 @@ __all__ = [
     "shared_keras_file",
     "keras_weights_file",
     "lite0_weights_path",
-    "list_backbones",
     "load_backbone",
     "prepare_image",
 ]
@@ -118,45 +103,17 @@ class WeightsUnavailableError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# Registry
+# VGG16's weights (the article's example in notebook 02)
 # --------------------------------------------------------------------------
 
-_MNV2_ROWS = (96, 128, 160, 192, 224)
-#: The online Keras backbones and where their weights come from (public, so that tests
-#: and a classroom mirror can point them elsewhere):
-#: name -> (base URL, {include_top: (file name, md5 or None)}).
-KERAS_APPS = {
-    # name: (base URL, {include_top: (file name, md5 or None)})
-    "mobilenet_v2": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
-        None,  # file name depends on image size, see keras_weights_file
-    ),
-    "vgg16": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
-        {True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                "64373286793e3c8b2b4e3219cbf3544b"),
-         False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "6d6bbae143d832006294945121d1f1fc")},
-    ),
-    "resnet50": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
-        {True: ("resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-                "2cb95161c43110f7111970584f804107"),
-         False: ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "4d473c1dd8becc155b73f8504c6f6626")},
-    ),
-    "efficientnet_b0": (
-        "https://storage.googleapis.com/keras-applications/",
-        {True: ("efficientnetb0.h5", "902e53a9f72be733fc0bcb005b3ebbac"),
-         False: ("efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d")},
-    ),
-}
-_BACKBONES = (DEFAULT_BACKBONE, *KERAS_APPS)
-
-
-def list_backbones() -> list[str]:
-    """Return the names accepted by :func:`load_backbone` (the default first)."""
-    return list(_BACKBONES)
+#: VGG16's ImageNet weights without the classifier, as ``keras.applications`` fetches them:
+#: (file name, URL, md5). Public, so that tests and a classroom mirror can point it elsewhere.
+VGG16_WEIGHTS = ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                 "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "6d6bbae143d832006294945121d1f1fc")
+#: What :func:`fetch_weights` knows.
+PREFETCHABLE = (DEFAULT_BACKBONE, "vgg16")
 
 
 # --------------------------------------------------------------------------
@@ -164,9 +121,10 @@ def list_backbones() -> list[str]:
 # --------------------------------------------------------------------------
 
 def _check_args(name, image_size, include_top, weights, pooling) -> None:
-    if name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: "
-                         f"{', '.join(_BACKBONES)}")
+    if name != DEFAULT_BACKBONE:
+        raise ValueError(f"unknown backbone {name!r}: load_backbone builds {DEFAULT_BACKBONE!r}, "
+                         "the course's offline backbone. For another one use keras.applications "
+                         "directly (notebook 02 does it with VGG16), with its own preprocess_input.")
     check_image_size(image_size)
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
@@ -177,9 +135,6 @@ def _check_args(name, image_size, include_top, weights, pooling) -> None:
     if include_top and pooling is not None:
         raise ValueError("pooling applies only with include_top=False "
                          "(the classifier does its own pooling)")
-    if name == "vgg16" and include_top and weights == "imagenet" and image_size != 224:
-        raise ValueError("vgg16 with include_top=True and ImageNet weights needs "
-                         "image_size=224 (its dense layers are tied to 7x7 features)")
 
 
 # --------------------------------------------------------------------------
@@ -193,7 +148,8 @@ def load_backbone(name: str = DEFAULT_BACKBONE, image_size: int = 128,
     """Build a backbone that takes float RGB 0..255 images and preprocesses inside.
 
     Args:
-        name: one of :func:`list_backbones` (default ``"efficientnet_lite0"``).
+        name: ``"efficientnet_lite0"`` (the only one; others raise a ValueError that says
+            how to use ``keras.applications`` instead).
         image_size: input height and width in pixels, an int from 32 to 512.
         include_top: if True, return the 1000-class ImageNet classifier (its
             last layer is named ``predictions``).
@@ -211,16 +167,12 @@ def load_backbone(name: str = DEFAULT_BACKBONE, image_size: int = 128,
     Raises:
         ValueError: unknown name, image_size out of range, bad weights/pooling.
         WeightsIntegrityError: the Lite0 source weights file is corrupt.
-        WeightsUnavailableError: Keras weights not cached and the download failed.
     """
     _check_args(name, image_size, include_top, weights, pooling)
-    image_size = int(image_size)
-    if name == DEFAULT_BACKBONE:
-        model = _build_lite0(image_size, include_top, pooling, classifier_activation)
-        if weights == "imagenet":
-            _set_lite0_weights(model, _load_lite0_arrays())
-        return model
-    return _build_keras_app(name, image_size, include_top, weights, pooling, classifier_activation)
+    model = _build_lite0(int(image_size), include_top, pooling, classifier_activation)
+    if weights == "imagenet":
+        _set_lite0_weights(model, _load_lite0_arrays())
+    return model
 
 
 # --------------------------------------------------------------------------
@@ -375,7 +327,7 @@ def _set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
 
 
 # --------------------------------------------------------------------------
-# keras.applications backbones
+# VGG16's weights file (downloaded, for notebook 02)
 # --------------------------------------------------------------------------
 
 def keras_home() -> Path:
@@ -390,140 +342,78 @@ def shared_keras_file(fname: str) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def keras_weights_file(name: str, image_size: int = 224, include_top: bool = False
-                       ) -> tuple[str, str, str | None]:
-    """Return ``(file name, URL, md5 or None)`` of a Keras backbone's ImageNet weights.
+def keras_weights_file(name: str = "vgg16") -> tuple[str, str, str]:
+    """Return ``(file name, URL, md5)`` of VGG16's ImageNet weights (no classifier).
 
-    The file is cached in ``$KERAS_HOME/models`` (default ``~/.keras/models``).
-    MobileNetV2 has one file per input size in (96, 128, 160, 192, 224); other
-    sizes use the 224 file (convolution weights do not depend on the size).
+    The file is cached in ``$KERAS_HOME/models`` (default ``~/.keras/models``), where
+    ``keras.applications.VGG16(weights="imagenet")`` looks for it too.
     """
-    if name not in KERAS_APPS:
-        raise ValueError(f"{name!r} is not a keras.applications backbone; those are: "
-                         f"{', '.join(KERAS_APPS)}")
-    base, files = KERAS_APPS[name]
-    if name == "mobilenet_v2":
-        rows = image_size if image_size in _MNV2_ROWS else 224
-        fname = (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}"
-                 f"{'' if include_top else '_no_top'}.h5")
-        return fname, base + fname, None
-    fname, md5 = files[include_top]
-    return fname, base + fname, md5
+    if name != "vgg16":
+        raise ValueError(f"{name!r}: the course prefetches only 'vgg16' (notebook 02's example); "
+                         "other keras.applications models download their weights when you build them")
+    return VGG16_WEIGHTS
 
 
-def _fetch_keras_weights(name: str, image_size: int, include_top: bool) -> Path:
+def _fetch_keras_weights(name: str) -> Path:
     """Return the local path of the weights file, downloading it if needed."""
     import keras
 
-    fname, url, md5 = keras_weights_file(name, image_size, include_top)
+    from tlcourse.data import hash_matches
+
+    fname, url, md5 = keras_weights_file(name)
     shared = shared_keras_file(fname)
     if shared is not None:  # an instructor's prefetched, read-only copy: never written
-        import pooch
-
-        if md5 is None or pooch.file_hash(str(shared), alg="md5") == md5:
+        if hash_matches(shared, f"md5:{md5}"):
             return shared
         warnings.warn(f"the shared copy {shared} fails its md5 check (changed or damaged), so your own "
                       f"KERAS_HOME is used; tell your instructor (`python -m tlcourse doctor` shows the "
                       f"fix)", stacklevel=2)
     home = keras_home()
     target = home / "models" / fname
-    present = target.is_file()
-    if present and md5 is None:
-        return target
-    # With a known md5, Keras checks a cached file and fetches it again only
-    # if the check fails (no network use for a good file). Keras falls back to
-    # /tmp/.keras when the cache folder does not exist yet, so create it first.
+    aside = ""
+    if target.is_file() and not hash_matches(target, f"md5:{md5}"):
+        # set a damaged file aside (never deleted), so that notebook 02 cannot load it
+        os.replace(target, target.with_name(target.name + ".corrupt"))
+        aside = (f" The cached copy failed its md5 check; it is kept as {target.name}.corrupt "
+                 "beside it.")
+    # Keras falls back to /tmp/.keras when the cache folder does not exist yet, so create it.
     (home / "models").mkdir(parents=True, exist_ok=True)
     try:
         path = keras.utils.get_file(fname, origin=url, cache_subdir="models",
                                     cache_dir=str(home), file_hash=md5)
     except Exception as exc:  # noqa: BLE001 - urllib/HTTP/hash errors alike
+        why = f"{type(exc).__name__}: {exc}"
+        if target.is_file():   # our own download, complete but not the published file
+            target.unlink()    # never left where notebook 02 would load it
+            why = f"the downloaded file does not match its published md5 {md5} (damaged or altered); not kept"
         raise WeightsUnavailableError(
-            f"Could not download the ImageNet weights of {name}: the file {fname} is "
-            f"{'in ' + str(target.parent) + ' but fails its md5 check' if present else 'not in ' + str(target.parent)}"
-            f" and fetching {url} failed ({type(exc).__name__}: {exc}). "
+            f"Could not download the ImageNet weights of {name}: fetching {url} into {target.parent} "
+            f"failed ({why}).{aside} "
             f"On a machine with internet access run `python -m tlcourse prefetch`, or "
-            f"download {url} and put it at {target}, or use weights=None.",
+            f"download {url} and put it at {target}.",
             file_name=fname, url=url, directory=str(target.parent)) from exc
     return Path(path)
 
 
-def fetch_weights(name: str = DEFAULT_BACKBONE, image_size: int = 224,
-                  include_top: bool = False) -> Path:
+def fetch_weights(name: str = DEFAULT_BACKBONE) -> Path:
     """Make sure a backbone's ImageNet weights are on disk; return their path.
 
-    For ``efficientnet_lite0`` this checks the packaged file's SHA-256 and
-    returns its path (no network, nothing written). For the ``keras.applications`` backbones it downloads the
-    file into ``$KERAS_HOME/models`` unless it is already there (MobileNetV2
-    has one file per image size). Meant for ``python -m tlcourse prefetch``.
+    For ``efficientnet_lite0`` this checks the packaged file's SHA-256 and returns its
+    path (no network, nothing written). For ``vgg16`` it downloads the file into
+    ``$KERAS_HOME/models`` unless it is already there with the right md5. Meant for
+    ``python -m tlcourse prefetch``.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: a name not in ``PREFETCHABLE``.
         WeightsUnavailableError: the download failed (offline?).
         WeightsIntegrityError: the Lite0 source file is corrupt.
     """
-    if name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: "
-                         f"{', '.join(_BACKBONES)}")
+    if name not in PREFETCHABLE:
+        raise ValueError(f"unknown backbone {name!r}; the course fetches {', '.join(PREFETCHABLE)}")
     if name == DEFAULT_BACKBONE:
         _load_lite0_arrays()  # checks the hash (and that it converts)
         return lite0_weights_path()
-    return _fetch_keras_weights(name, int(image_size), bool(include_top))
-
-
-#: ImageNet mean, RGB order, of Keras's "caffe" preprocessing (it subtracts it in BGR order).
-_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-#: keras.applications.efficientnet.IMAGENET_STDDEV_RGB
-_EFFNET_STDDEV_RGB = (0.229, 0.224, 0.225)
-#: the first convolution of each "caffe" backbone (its kernel's input channels get flipped)
-_CAFFE_FIRST_CONV = {"vgg16": "block1_conv1", "resnet50": "conv1_conv"}
-
-
-def _build_keras_app(name: str, image_size: int, include_top: bool,
-                     weights: str | None, pooling: str | None, classifier_activation: str | None = "softmax"):
-    import keras
-    from keras import layers
-
-    weights_path = None
-    if weights == "imagenet":
-        weights_path = str(_fetch_keras_weights(name, image_size, include_top))
-    shape = (image_size, image_size, 3)
-    inputs = keras.Input(shape, name="image")
-    if name == "mobilenet_v2":
-        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
-        app = keras.applications.MobileNetV2
-    elif name in _CAFFE_FIRST_CONV:
-        # "caffe" mode is RGB->BGR then minus the BGR mean. A built-in layer does
-        # the mean (serialisable, no custom class); the RGB->BGR swap is folded
-        # into the first convolution's kernel below, so the model takes RGB.
-        x = layers.Rescaling(1.0, offset=[-m for m in _CAFFE_MEAN_RGB], name="preprocess")(inputs)
-        app = keras.applications.VGG16 if name == "vgg16" else keras.applications.ResNet50
-    else:  # efficientnet_b0 normalises inside; identity for a uniform API
-        x = layers.Identity(name="preprocess")(inputs)
-        app = keras.applications.EfficientNetB0
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*input_shape.*")
-        app_model = app(include_top=include_top, weights=weights_path, input_tensor=x,
-                        input_shape=shape, pooling=pooling, name=name,
-                        classifier_activation=classifier_activation)
-    if weights_path is not None and name == "efficientnet_b0":
-        # keras.applications adds an extra Rescaling(1/sqrt(stddev)) after its
-        # Normalization layer only when weights == "imagenet" (keras issue
-        # tensorflow/tensorflow#49930); we pass a local file path, so fold the
-        # same factor into the Normalization variance: identical arithmetic.
-        norm = next(layer for layer in app_model.layers
-                    if isinstance(layer, layers.Normalization))
-        mean, variance, *rest = norm.get_weights()
-        norm.set_weights([mean, variance * np.asarray(_EFFNET_STDDEV_RGB, variance.dtype),
-                          *rest])
-        norm.finalize_state()
-    if weights_path is not None and name in _CAFFE_FIRST_CONV:
-        conv = app_model.get_layer(_CAFFE_FIRST_CONV[name])
-        kernel, *rest = conv.get_weights()
-        conv.set_weights([kernel[:, :, ::-1, :], *rest])  # BGR-input kernel -> RGB input
-    # The application's inputs are a one-element list (from input_tensor); rewrap
-    # so that model(x) takes a plain tensor without a structure warning.
-    return keras.Model(inputs, app_model.outputs[0], name=name)
+    return _fetch_keras_weights(name)
 
 
 # --------------------------------------------------------------------------
@@ -548,51 +438,6 @@ class Block:
     output: str
 
 
-def _mnv2_key(layer: str):
-    if layer in ("Conv1", "bn_Conv1", "Conv1_relu"):
-        return "stem"
-    if layer.startswith("expanded_conv_"):
-        return 0
-    m = re.match(r"block_(\d+)_", layer)
-    if m:
-        return int(m.group(1))
-    if layer in ("Conv_1", "Conv_1_bn", "out_relu"):
-        return "head"
-    return None
-
-
-def _vgg_key(layer: str):
-    m = re.match(r"block(\d)_", layer)
-    return int(m.group(1)) - 1 if m else None
-
-
-_RESNET_STAGES = {2: 0, 3: 3, 4: 7, 5: 13}  # first block index of each stage
-
-
-def _resnet_key(layer: str):
-    if re.match(r"(conv1|pool1)_", layer):
-        return "stem"
-    m = re.match(r"conv(\d)_block(\d+)_", layer)
-    if m:
-        return _RESNET_STAGES[int(m.group(1))] + int(m.group(2)) - 1
-    return None
-
-
-_EFFB0_BLOCKS = ("1a", "2a", "2b", "3a", "3b", "4a", "4b", "4c", "5a", "5b", "5c",
-                 "6a", "6b", "6c", "6d", "7a")
-
-
-def _effb0_key(layer: str):
-    if layer.startswith("stem_") or re.fullmatch(r"(rescaling|normalization)(_\d+)?", layer):
-        return "stem"
-    m = re.match(r"block(\d[a-z])_", layer)
-    if m and m.group(1) in _EFFB0_BLOCKS:
-        return _EFFB0_BLOCKS.index(m.group(1))
-    if layer in ("top_conv", "top_bn", "top_activation"):
-        return "head"
-    return None
-
-
 def _lite0_key(layer: str):
     if layer.startswith("stem_"):
         return "stem"
@@ -607,10 +452,6 @@ def _lite0_key(layer: str):
 #: backbone name -> (layer name -> "stem" | block index | "head" | None, expected blocks)
 _BLOCK_RULES = {
     "efficientnet_lite0": (_lite0_key, 16),
-    "mobilenet_v2": (_mnv2_key, 17),
-    "vgg16": (_vgg_key, 5),
-    "resnet50": (_resnet_key, 16),
-    "efficientnet_b0": (_effb0_key, 16),
 }
 
 

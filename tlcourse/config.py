@@ -9,11 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 #: Environment variable that moves every cache the course writes
-#: (converted weights, downloaded datasets, cached features).
+#: (cached features, saved models).
 CACHE_ENV = "TLCOURSE_CACHE"
-#: Read-only folders an instructor filled with ``python -m tlcourse prefetch --cache DIR
-#: --keras-home DIR2`` (e.g. on a JupyterHub): read first, never written.
-SHARED_CACHE_ENV = "TLCOURSE_SHARED_CACHE"
+#: A read-only Keras folder an instructor filled with ``python -m tlcourse prefetch
+#: --keras-home DIR`` (e.g. on a JupyterHub): read first, never written.
 SHARED_KERAS_ENV = "TLCOURSE_SHARED_KERAS_HOME"
 #: Environment variables that override ``setup_course``'s ``seed`` and ``threads``
 #: (maintainers: another seed and thread count stand in for another machine).
@@ -29,11 +28,10 @@ def _not_writable(path: Path, exc: BaseException | None = None) -> CacheNotWrita
     why = f" ({type(exc).__name__}: {exc})" if exc else ""
     return CacheNotWritableError(
         f"The course cache folder {path} is not writable{why}. The course writes cached "
-        f"features and downloads there. Fix: point {CACHE_ENV} at a folder you can write, "
+        f"features and saved models there. Fix: point {CACHE_ENV} at a folder you can write, "
         f"e.g. `export {CACHE_ENV}=$HOME/.cache/tlcourse` before starting Jupyter, or in the "
         f"notebook's first cell `import os; os.environ['{CACHE_ENV}'] = os.path.expanduser("
-        f"'~/.cache/tlcourse')`. A read-only folder prefetched by your instructor belongs in "
-        f"{SHARED_CACHE_ENV} instead.")
+        f"'~/.cache/tlcourse')`.")
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -49,15 +47,6 @@ def cache_dir(sub: str | None = None) -> Path:
     except OSError as exc:
         raise _not_writable(path, exc) from exc
     return path
-
-
-def shared_cache_file(sub: str, name: str) -> Path | None:
-    """``$TLCOURSE_SHARED_CACHE/sub/name`` if that file exists, else None (never creates anything)."""
-    root = os.environ.get(SHARED_CACHE_ENV)
-    if not root:
-        return None
-    path = Path(root) / sub / name
-    return path if path.is_file() else None
 
 
 @contextmanager

@@ -1,15 +1,13 @@
-"""Datasets for the course: embedded offline data, your own folders, downloads.
+"""Datasets for the course: embedded offline data and your own folders.
 
-Three kinds of data, one result shape (:class:`Splits`):
+Two kinds of data, one result shape (:class:`Splits`):
 
 * **Embedded** (ship in ``datasets/``, no network): ``"clipart"`` (near domain,
-  7 classes of public-domain clip art, 128 px) and ``"fashion_mnist"`` (far
-  domain, 28 px grayscale clothes). Checked against ``datasets/MANIFEST.sha256``.
+  7 classes of public-domain clip art, 128 px), ``"fashion_mnist"`` (far
+  domain, 28 px grayscale clothes) and ``"spoken_words"`` (distant domain:
+  spectrograms). Checked against ``datasets/MANIFEST.sha256``.
 * **Your own pictures**: :func:`load_folder` (one subfolder per class); unreadable
   files are skipped and named up front, never a crash mid-epoch.
-* **Downloads** (bigger, real datasets): ``"eurosat"`` (satellite) and
-  ``"pneumoniamnist"`` (chest X-rays), fetched once with :func:`download_dataset`
-  into the course cache (``TLCOURSE_CACHE`` moves it) and hash-verified.
 
 Images always come out as float32 in 0..255, RGB, ``(image_size, image_size, 3)``;
 labels as int32. Every model in the course does its own preprocessing.
@@ -20,30 +18,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from tlcourse.config import DATA_IMAGE_SIZES, cache_dir, check_image_size, datasets_dir, shared_cache_file
+from tlcourse.config import DATA_IMAGE_SIZES, check_image_size, datasets_dir
 
 __all__ = [
     "Splits",
     "DatasetIntegrityError",
-    "DownloadError",
     "EMBEDDED",
-    "REMOTE",
-    "RemoteFile",
     "dataset_path",
     "list_datasets",
     "load_dataset",
     "load_folder",
     "verify_datasets",
-    "download_dataset",
-    "prefetch",
     "augmentation",
     "hash_matches",
     "per_class_indices",
@@ -59,18 +50,11 @@ MANIFEST = "MANIFEST.sha256"
 #: Embedded datasets: name -> path relative to ``datasets/``.
 EMBEDDED: dict[str, str] = {"clipart": "clipart", "fashion_mnist": "fashion_mnist.npz",
                             "spoken_words": "spoken_words.npz"}
-#: Environment variable that replaces the base URL of every download
-#: (``$TLCOURSE_DATASETS_URL/<filename>``): a mirror, or a local test server.
-URL_ENV = "TLCOURSE_DATASETS_URL"
 _REBUILD = "python tools/build_datasets.py"
 
 
 class DatasetIntegrityError(RuntimeError):
     """An embedded dataset file is missing or differs from the manifest."""
-
-
-class DownloadError(RuntimeError):
-    """A dataset could not be downloaded (offline, interrupted, wrong hash)."""
 
 
 @dataclasses.dataclass
@@ -97,61 +81,6 @@ class Splits:
         return len(self.class_names)
 
 
-# ---------------------------------------------------------------- registry
-@dataclasses.dataclass(frozen=True)
-class RemoteFile:
-    """One downloadable dataset file: where it lives and how to check it."""
-
-    filename: str
-    url: str
-    known_hash: str  # "sha256:..." or "md5:..." (pooch syntax)
-    size: int | None  # bytes when published, else None
-    approx_mb: float  # for messages
-    licence: str
-    homepage: str
-    description: str = ""
-    fallback_urls: tuple[str, ...] = ()  # tried in order when ``url`` fails
-
-
-REMOTE: dict[str, RemoteFile] = {
-    "eurosat": RemoteFile(
-        filename="EuroSAT.zip",
-        # The original host (madm.dfki.de) no longer serves the file. torchvision
-        # (torchvision/datasets/eurosat.py) now fetches it from the torchgeo dataset
-        # repository on the Hugging Face Hub, pinned to a revision, with the md5 it
-        # always checked for the original: the same bytes. TensorFlow Datasets records
-        # the original's size and sha256 (url_checksums/eurosat.txt): 94,280,567 bytes,
-        # sha256 8ebea626349354c5328b142b96d0430e647051f26efc2dc974c843f25ecf70bd.
-        url="https://huggingface.co/datasets/torchgeo/eurosat/resolve/"
-            "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
-        known_hash="md5:c8fa014336c82ac7804f0398fcb19387",
-        size=94_280_567,
-        approx_mb=94,
-        licence="MIT",
-        homepage="https://github.com/phelber/EuroSAT",
-        description="EuroSAT RGB: 27,000 Sentinel-2 patches, 64x64, 10 land-use classes",
-        fallback_urls=("http://madm.dfki.de/files/sentinel/EuroSAT.zip",),
-    ),
-    "pneumoniamnist": RemoteFile(
-        filename="pneumoniamnist.npz",
-        # MedMNIST v2/v3 on Zenodo (record 10519652); MD5 from the authors' medmnist INFO.
-        url="https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1",
-        known_hash="md5:28209eda62fecd6e6a2d98b1501bb15f",
-        size=None,  # not published next to the MD5
-        approx_mb=4,
-        licence="CC BY 4.0",
-        homepage="https://medmnist.com/",
-        description="PneumoniaMNIST: 5,856 chest X-rays, 28x28 grayscale, normal vs pneumonia",
-    ),
-}
-
-EUROSAT_CLASSES = [
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
-]
-PNEUMONIA_CLASSES = ["normal", "pneumonia"]
-
-
 # ------------------------------------------------------------------ paths
 def list_datasets() -> dict[str, str]:
     """Names of the datasets :func:`load_dataset` knows, with a short description."""
@@ -160,8 +89,6 @@ def list_datasets() -> dict[str, str]:
         "fashion_mnist": "embedded: Fashion-MNIST subset, 10 classes, 28 px grayscale",
         "spoken_words": "embedded: spectrograms of 10 spoken words (espeak-ng), 64 px grayscale (distant domain)",
     }
-    for name, rf in REMOTE.items():
-        out[name] = f"download (~{rf.approx_mb:.0f} MB, {rf.licence}): {rf.description}"
     return out
 
 
@@ -170,17 +97,9 @@ def _unknown(name: str) -> ValueError:
 
 
 def dataset_path(name: str) -> Path:
-    """The folder (``clipart``) or file (``fashion_mnist.npz``) of an embedded dataset.
-
-    For a download (``eurosat``, ``pneumoniamnist``) it is the cached file's path,
-    which may not exist yet (see :func:`download_dataset`).
-    """
+    """The folder (``clipart``) or file (``fashion_mnist.npz``) of an embedded dataset."""
     if name in EMBEDDED:
         return datasets_dir() / EMBEDDED[name]
-    if name in REMOTE:
-        # an instructor's prefetched, read-only copy ($TLCOURSE_SHARED_CACHE) comes first
-        shared = shared_cache_file("datasets", REMOTE[name].filename)
-        return shared if shared is not None else cache_dir("datasets") / REMOTE[name].filename
     raise _unknown(name)
 
 
@@ -301,57 +220,11 @@ def _manifest_files_for_root(root: Path) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _raw_npz_fashion(path: str, mtime: float) -> _Raw:
+def _raw_npz(path: str, mtime: float) -> _Raw:
     with np.load(path, allow_pickle=False) as z:
         splits = {s: (z[f"x_{s}"], z[f"y_{s}"].astype(np.int32)) for s in ("train", "val", "test")}
         names = [str(c) for c in z["class_names"]]
     return splits, names
-
-
-@functools.lru_cache(maxsize=4)
-def _raw_pneumonia(path: str, mtime: float) -> _Raw:
-    with np.load(path, allow_pickle=False) as z:
-        splits = {
-            s: (z[f"{s}_images"], z[f"{s}_labels"].reshape(-1).astype(np.int32))
-            for s in ("train", "val", "test")
-        }
-    return splits, list(PNEUMONIA_CLASSES)
-
-
-@functools.lru_cache(maxsize=2)
-def _raw_eurosat(path: str, mtime: float) -> _Raw:
-    """Decode the EuroSAT zip (``2750/<Class>/<Class>_<n>.jpg``) into arrays.
-
-    The split is fixed (independent of the ``seed`` argument): per class,
-    100 validation and 200 test images chosen with seed 0, the rest train.
-    """
-    import io
-
-    from PIL import Image
-
-    xs, ys = [], []
-    with zipfile.ZipFile(path) as zf:
-        names = sorted(n for n in zf.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png")))
-        for n in names:
-            cls = Path(n).parent.name
-            if cls not in EUROSAT_CLASSES:
-                continue
-            with Image.open(io.BytesIO(zf.read(n))) as im:
-                xs.append(np.asarray(im.convert("RGB").resize((64, 64))))
-            ys.append(EUROSAT_CLASSES.index(cls))
-    if not xs:
-        raise DownloadError(f"{path} holds no EuroSAT images (expected <Class>/<Class>_N.jpg)")
-    x = np.stack(xs)
-    y = np.asarray(ys, np.int32)
-    rng = np.random.default_rng(0)
-    split_of = np.zeros(len(y), np.int8)  # 0 train, 1 val, 2 test
-    for c in range(len(EUROSAT_CLASSES)):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        n_val, n_test = min(100, len(idx) // 5), min(200, len(idx) // 5)
-        split_of[idx[:n_val]] = 1
-        split_of[idx[n_val:n_val + n_test]] = 2
-    splits = {s: (x[split_of == k], y[split_of == k]) for k, s in enumerate(("train", "val", "test"))}
-    return splits, list(EUROSAT_CLASSES)
 
 
 def _raw(name: str, verify: bool) -> _Raw:
@@ -364,11 +237,7 @@ def _raw(name: str, verify: bool) -> _Raw:
         if name == "clipart":
             manifest = datasets_dir() / MANIFEST
             return _raw_clipart(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
-        return _raw_npz_fashion(str(path), path.stat().st_mtime)
-    if name in REMOTE:
-        path = download_dataset(name)
-        loader = _raw_eurosat if name == "eurosat" else _raw_pneumonia
-        return loader(str(path), path.stat().st_mtime)
+        return _raw_npz(str(path), path.stat().st_mtime)
     raise _unknown(name)
 
 
@@ -490,8 +359,7 @@ def load_dataset(
     """Load a course dataset as train / val / test splits.
 
     Args:
-        name: ``"clipart"``, ``"fashion_mnist"`` (embedded) or ``"eurosat"``,
-            ``"pneumoniamnist"`` (downloaded on first use); see :func:`list_datasets`.
+        name: ``"clipart"``, ``"fashion_mnist"`` or ``"spoken_words"``; see :func:`list_datasets`.
         image_size: side of the square images returned (bilinear resize).
         batch_size: batch size of the ``tf.data`` splits.
         per_class: keep only this many *training* images per class (chosen with
@@ -506,7 +374,7 @@ def load_dataset(
         :class:`Splits` with ``train``, ``val``, ``test``, ``class_names``.
         Datasets yield ``(float32 images (B, s, s, 3) in 0..255, int32 labels)``;
         the train split is reshuffled each epoch, deterministically for a seed.
-        Grayscale data (Fashion-MNIST, PneumoniaMNIST) is repeated to 3 channels.
+        Grayscale data (Fashion-MNIST, spoken words) is repeated to 3 channels.
     """
     if not isinstance(name, str) or name not in list_datasets():
         raise _unknown(name)
@@ -655,140 +523,6 @@ def _stratified_split(idx: np.ndarray, y: np.ndarray, fraction: float, seed: int
         raise ValueError(f"cannot split the pictures in {root} by class ({exc}): every class needs a "
                          "few readable pictures; add some, or lower val_fraction / test_fraction") from exc
     return np.sort(kept), np.sort(off)
-
-
-# ---------------------------------------------------------------- downloads
-def _url_for(rf: RemoteFile, base_url: str | None) -> str:
-    base = base_url or os.environ.get(URL_ENV)
-    return f"{base.rstrip('/')}/{rf.filename}" if base else rf.url
-
-
-def _set_aside(path: Path) -> Path:
-    bad = path.with_name(path.name + ".corrupt")
-    os.replace(path, bad)
-    return bad
-
-
-class _SetAsideDownloader:
-    """Wrap a pooch downloader: keep a copy of a download whose hash is wrong.
-
-    pooch downloads into a temporary file in the cache folder, checks the hash,
-    then renames it into place; on a mismatch it deletes the temporary file and
-    raises ``ValueError``. This wrapper copies the bad bytes to
-    ``<name>.corrupt`` first, so they can be inspected (they are never used).
-    """
-
-    def __init__(self, inner, known_hash: str, target: Path):
-        self.inner, self.known_hash, self.target = inner, known_hash, target
-
-    def __call__(self, url, output_file, pooch_obj, check_only=False):
-        self.inner(url, output_file, pooch_obj)
-        if not hash_matches(Path(output_file), self.known_hash):
-            shutil.copyfile(output_file, self.target.with_name(self.target.name + ".corrupt"))
-
-
-def _manual_help(name: str, rf: RemoteFile, url: str, dest: Path) -> str:
-    return (
-        f"To fetch it by hand: download {url}\n"
-        f"  (or {' or '.join([rf.url, *rf.fallback_urls])}) and save it as {dest}\n"
-        f"  then check it: it must have {rf.known_hash}. Or run `python -m tlcourse prefetch {name}` "
-        f"on a machine with internet and copy {dest.parent} over (set TLCOURSE_CACHE to move the cache)."
-    )
-
-
-def download_dataset(
-    name: str,
-    cache: str | os.PathLike | None = None,
-    progress: bool = True,
-    base_url: str | None = None,
-    timeout: float = 60.0,
-) -> Path:
-    """Download a dataset file once into the cache and return its path.
-
-    Built on ``pooch.retrieve``: it streams into a temporary file in the cache
-    folder and renames it into place only after the hash matched, so an
-    interrupted download never becomes the cached file (the next call simply
-    starts again). A file already cached with the right hash is used without any
-    network access. A cached file with a wrong hash is renamed ``*.corrupt`` and
-    downloaded again; a download with a wrong hash raises :class:`DownloadError`
-    and its bytes are kept as ``*.corrupt`` for inspection, never used.
-
-    Args:
-        name: ``"eurosat"`` or ``"pneumoniamnist"`` (see ``REMOTE``).
-        cache: folder for the file; default ``cache_dir("datasets")``
-            (``$TLCOURSE_CACHE/datasets``).
-        progress: show a tqdm progress bar.
-        base_url: fetch ``<base_url>/<filename>`` instead of the published URLs
-            (a mirror or a local server); default ``$TLCOURSE_DATASETS_URL``.
-            Without it, the registry's ``url`` is tried first, then each of its
-            ``fallback_urls`` (with a warning) if the one before failed.
-        timeout: seconds to wait for the server between bytes.
-    """
-    if name not in REMOTE:
-        if name in EMBEDDED:
-            raise ValueError(f"{name!r} ships with the course in datasets/; nothing to download")
-        raise ValueError(f"unknown download {name!r}; known: {', '.join(REMOTE)}")
-    rf = REMOTE[name]
-    shared = shared_cache_file("datasets", rf.filename) if cache is None else None
-    if shared is not None:  # read-only: used when its hash matches, never modified
-        if hash_matches(shared, rf.known_hash):
-            return shared
-        warnings.warn(f"the shared copy {shared} does not have {rf.known_hash} (changed or damaged), "
-                      f"so your own cache is used; tell your instructor (`python -m tlcourse doctor` "
-                      f"shows the fix)", stacklevel=2)
-    folder = Path(cache) if cache is not None else cache_dir("datasets")
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / rf.filename
-    url = _url_for(rf, base_url)
-    if dest.exists():
-        if hash_matches(dest, rf.known_hash):
-            return dest
-        bad = _set_aside(dest)
-        warnings.warn(f"cached {dest.name} had the wrong hash; moved to {bad.name}, downloading again",
-                      stacklevel=2)
-    urls = [url] if (base_url or os.environ.get(URL_ENV)) else [rf.url, *rf.fallback_urls]
-    for i, url in enumerate(urls):
-        try:
-            return _retrieve(name, rf, url, dest, progress, timeout)
-        except DownloadError as exc:
-            if i + 1 == len(urls):
-                raise
-            warnings.warn(f"{exc}\nTrying the next source: {urls[i + 1]}", stacklevel=2)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _retrieve(name: str, rf: RemoteFile, url: str, dest: Path, progress: bool, timeout: float) -> Path:
-    """One ``pooch.retrieve`` of ``url`` into ``dest``; every failure becomes a :class:`DownloadError`."""
-    import pooch
-    import requests
-
-    downloader = _SetAsideDownloader(
-        pooch.HTTPDownloader(progressbar=progress, timeout=timeout), rf.known_hash, dest
-    )
-    try:
-        out = pooch.retrieve(url, known_hash=rf.known_hash, fname=rf.filename, path=dest.parent,
-                             downloader=downloader, progressbar=progress)
-    except ValueError as exc:  # pooch: hash mismatch (temporary file already deleted)
-        raise DownloadError(
-            f"{url} sent a file whose hash is not {rf.known_hash}; it was set aside as "
-            f"{dest.name}.corrupt and not used. The server may be serving a changed or "
-            f"truncated file.\n{_manual_help(name, rf, url, dest)}"
-        ) from exc
-    except requests.exceptions.RequestException as exc:
-        kind = ("the download was interrupted" if isinstance(
-            exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout))
-            else "could not connect (offline?)" if isinstance(exc, requests.exceptions.ConnectionError)
-            else "the download failed")
-        raise DownloadError(
-            f"{kind}: {url}\n  ({type(exc).__name__}: {str(exc)[:200]})\n"
-            f"  Nothing was cached at {dest}; calling again retries.\n{_manual_help(name, rf, url, dest)}"
-        ) from exc
-    return Path(out)
-
-
-def prefetch(names: Iterable[str] | None = None, progress: bool = True) -> dict[str, Path]:
-    """Download every (or the named) online dataset now; for ``python -m tlcourse prefetch``."""
-    return {n: download_dataset(n, progress=progress) for n in (names or REMOTE)}
 
 
 # ------------------------------------------------------------- augmentation

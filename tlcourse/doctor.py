@@ -25,8 +25,6 @@ OK, INFO, WARN, FAIL = "OK", "INFO", "WARN", "FAIL"
 
 #: Threads the course pins TensorFlow to (``setup_course(threads=2)``).
 PINNED_THREADS = 2
-#: The backbones and input size the notebooks use with include_top=False.
-NOTEBOOK_IMAGE_SIZE = 128
 #: Extras of the tlcourse package that the course needs (FAIL when broken); the
 #: ``test`` extra only gives a WARN; other extras (maintainers' tools) are not checked.
 REQUIRED_EXTRAS = ("lab",)
@@ -284,49 +282,20 @@ def check_gpu() -> Check:
 
 
 # ----------------------------------------------------------- online extras
-def online_extras() -> list[tuple[str, Path, str | None]]:
-    """``(item, path, hash or None)`` of every optional download the notebooks may use."""
-    from tlcourse import backbones as bb
-    from tlcourse import data
-
-    items = []
-    home = bb.keras_home() / "models"
-    for name in bb.list_backbones():
-        if name == bb.DEFAULT_BACKBONE:
-            continue
-        fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
-        items.append((name, bb.shared_keras_file(fname) or home / fname, f"md5:{md5}" if md5 else None))
-    for name, rf in data.REMOTE.items():
-        items.append((name, data.dataset_path(name), rf.known_hash))
-    return items
-
-
 def check_online_extras() -> Check:
-    """Which optional downloads are cached (informational: the core course needs none)."""
+    """Whether VGG16's weights (notebook 02's optional cell) are cached (informational)."""
+    from tlcourse import backbones as bb
     from tlcourse.data import hash_matches
 
-    cached, missing, bad = [], [], []
-    for name, path, known in online_extras():
-        if not path.is_file():
-            missing.append(name)
-        elif known and not hash_matches(path, known):
-            bad.append(name)
-        else:
-            cached.append(name)
-    total = len(cached) + len(missing) + len(bad)
-    detail = f"{len(cached)}/{total} cached"
-    if cached:
-        detail += f" ({', '.join(cached)})"
-    if missing:
-        detail += f"; not cached: {', '.join(missing)}"
-    if bad:
-        detail += f"; wrong checksum (downloaded again on use): {', '.join(bad)}"
-    if missing or bad:
-        todo = " ".join(missing + bad)
-        return Check("online extras", INFO if not bad else WARN,
-                     detail + " (optional; needed only offline)",
-                     f"python -m tlcourse prefetch {todo}")
-    return Check("online extras", OK, detail)
+    fname, _url, md5 = bb.keras_weights_file("vgg16")
+    path = bb.shared_keras_file(fname) or bb.keras_home() / "models" / fname
+    if not path.is_file():
+        return Check("online extras", INFO, "VGG16's weights not cached (optional: notebook 02 says "
+                     "so in one line and carries on)", "python -m tlcourse prefetch vgg16")
+    if not hash_matches(path, f"md5:{md5}"):
+        return Check("online extras", WARN, f"{path} fails its md5 check (downloaded again on use)",
+                     "python -m tlcourse prefetch vgg16")
+    return Check("online extras", OK, f"VGG16's weights cached ({path})")
 
 
 # ------------------------------------------------------------------ caches
@@ -349,61 +318,40 @@ def check_cache_writable() -> Check:
 
 
 def check_shared_cache() -> list[Check]:
-    """An instructor's read-only prefetched folders, if set: present, intact, not writable.
+    """An instructor's read-only prefetched Keras folder, if set: present, intact, not writable.
 
-    ``TLCOURSE_SHARED_CACHE`` (datasets) and ``TLCOURSE_SHARED_KERAS_HOME`` (backbone
-    weights) are filled by ``python -m tlcourse prefetch --cache ... --keras-home ...``.
-    Every file in them that the course knows is checked against its published hash;
-    a changed file is a FAIL naming the file, with the command that restores it.
+    ``TLCOURSE_SHARED_KERAS_HOME`` is filled by ``python -m tlcourse prefetch --keras-home ...``.
+    VGG16's file in it is checked against its published md5; a changed file is a FAIL naming
+    the file, with the command that restores it.
     """
     from tlcourse import backbones as bb
     from tlcourse import data
-    from tlcourse.config import SHARED_CACHE_ENV, SHARED_KERAS_ENV
+    from tlcourse.config import SHARED_KERAS_ENV
 
-    roots = {SHARED_CACHE_ENV: os.environ.get(SHARED_CACHE_ENV),
-             SHARED_KERAS_ENV: os.environ.get(SHARED_KERAS_ENV)}
-    if not any(roots.values()):
+    root = os.environ.get(SHARED_KERAS_ENV)
+    if not root:
         return []
+    if not Path(root).is_dir():
+        return [Check("shared cache", WARN, f"{SHARED_KERAS_ENV}={root} is not a folder",
+                      f"ask your instructor for the shared folder's path, or unset {SHARED_KERAS_ENV}")]
     checks: list[Check] = []
-    for env, root in roots.items():
-        if root and not Path(root).is_dir():
-            checks.append(Check("shared cache", WARN, f"{env}={root} is not a folder",
-                                "ask your instructor for the shared folder's path, or unset " + env))
-    files = []   # (item, path, known hash, prefetch option)
-    if roots[SHARED_KERAS_ENV]:
-        for name in bb.list_backbones():
-            if name == bb.DEFAULT_BACKBONE:
-                continue
-            fname, _url, md5 = bb.keras_weights_file(name, NOTEBOOK_IMAGE_SIZE, False)
-            files.append((name, Path(roots[SHARED_KERAS_ENV]) / "models" / fname,
-                          f"md5:{md5}" if md5 else None, f"--keras-home {roots[SHARED_KERAS_ENV]}"))
-    if roots[SHARED_CACHE_ENV]:
-        for name, rf in data.REMOTE.items():
-            files.append((name, Path(roots[SHARED_CACHE_ENV]) / "datasets" / rf.filename,
-                          rf.known_hash, f"--cache {roots[SHARED_CACHE_ENV]}"))
-    present, bad = [], []
-    for name, path, known, option in files:
-        if not path.is_file():
-            continue
-        if known and not data.hash_matches(path, known):
-            bad.append((name, path, option))
-        else:
-            present.append(name)
-    for name, path, option in bad:
+    fname, _url, md5 = bb.keras_weights_file("vgg16")
+    path = Path(root) / "models" / fname
+    present = path.is_file()
+    bad = present and not data.hash_matches(path, f"md5:{md5}")
+    if bad:
         checks.append(Check("shared cache", FAIL,
                             f"{path} does not match its published hash (changed or damaged); "
                             f"the course uses the student's own copy instead",
                             f"the folder's owner runs: rm {path} && python -m tlcourse prefetch "
-                            f"{name} {option}"))
-    writable = [r for r in roots.values() if r and Path(r).is_dir() and os.access(r, os.W_OK)]
-    if writable and not (hasattr(os, "geteuid") and os.geteuid() == 0):
-        checks.append(Check("shared cache", WARN, f"{', '.join(writable)} is writable by this user: "
+                            f"vgg16 --keras-home {root}"))
+    if os.access(root, os.W_OK) and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        checks.append(Check("shared cache", WARN, f"{root} is writable by this user: "
                             "a student could change files every student reads",
-                            f"the folder's owner runs: chmod -R a-w,a+rX {' '.join(writable)}"))
+                            f"the folder's owner runs: chmod -R a-w,a+rX {root}"))
     if not bad:
-        checks.append(Check("shared cache", OK,
-                            f"{len(present)} prefetched file(s) intact"
-                            + (f" ({', '.join(present)})" if present else "")))
+        checks.append(Check("shared cache", OK, "VGG16's prefetched weights intact" if present
+                            else "no prefetched file in it"))
     return checks
 
 

@@ -5,8 +5,8 @@ The notebooks show the teaching code (``base.trainable = False``, ``compile``,
 
 * :func:`extract_features` runs a frozen model once and caches the result
   (in memory and on disk), so a head trains on features in milliseconds.
-* :func:`unfreeze_top` unfreezes the top ``N`` blocks of any course backbone,
-  keeps BatchNorm in inference mode and reports what became trainable.
+* :func:`trainable_params_at_depth` counts what unfreezing the top ``N`` blocks
+  would train (notebook 02 writes the unfreeze loop itself).
 * :func:`split_at_depth` cuts a backbone at a block boundary, so the frozen
   bottom runs once and only the unfrozen top runs in every training step.
 * :class:`GuardRails` is a Keras callback that catches the two classic
@@ -36,8 +36,6 @@ from .config import CacheNotWritableError, atomic_write, cache_dir
 __all__ = [
     "count_params",
     "extract_features",
-    "unfreeze_top",
-    "UnfreezeReport",
     "split_at_depth",
     "GuardRails",
     "EpochTimer",
@@ -163,27 +161,6 @@ def _all_layers(model) -> list:
     return out
 
 
-@dataclass
-class UnfreezeReport:
-    """What :func:`unfreeze_top` made trainable."""
-
-    blocks: list[str]
-    layers: int
-    batchnorm_frozen: int
-    trainable_params: int
-    non_trainable_params: int
-    total_blocks: int
-
-    def __str__(self) -> str:
-        names = ", ".join(self.blocks) if self.blocks else "none (feature extraction)"
-        return (f"trainable blocks ({len(self.blocks)} of {self.total_blocks}): {names}\n"
-                f"trainable layers: {self.layers}  (BatchNorm kept frozen: {self.batchnorm_frozen})\n"
-                f"trainable params: {self.trainable_params:,}  non-trainable: {self.non_trainable_params:,}")
-
-    def _repr_pretty_(self, p, cycle):  # IPython display
-        p.text(str(self))
-
-
 def _check_depth(blocks: int, total: int) -> int:
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
         raise TypeError(f"blocks must be a whole number of blocks, got {blocks!r}.")
@@ -191,39 +168,6 @@ def _check_depth(blocks: int, total: int) -> int:
         raise ValueError(f"blocks={blocks} is out of range: this backbone has {total} blocks, "
                          f"so choose 0 (feature extraction) to {total} (everything).")
     return int(blocks)
-
-
-def unfreeze_top(base, blocks: int, train_bn: bool = False) -> UnfreezeReport:
-    """Freeze ``base``, then make its top ``blocks`` blocks trainable.
-
-    ``blocks=0`` is feature extraction (everything frozen); the maximum is the
-    number of blocks in :func:`tlcourse.backbones.backbone_blocks`. BatchNorm
-    layers stay frozen unless ``train_bn=True``: in Keras 3 a frozen BatchNorm
-    layer always runs in inference mode, so its statistics cannot drift.
-    Remember to ``compile`` again afterwards: Keras reads ``trainable`` at
-    compile time.
-    """
-    block_list = backbone_blocks(base)
-    depth = _check_depth(blocks, len(block_list))
-    chosen = block_list[len(block_list) - depth:] if depth else []
-    base.trainable = True  # so that per-layer flags below decide
-    for layer in base.layers:
-        layer.trainable = False
-    n_layers = n_bn = 0
-    for block in chosen:
-        for name in block.layers:
-            layer = base.get_layer(name)
-            if _is_batchnorm(layer) and not train_bn:
-                n_bn += 1
-                continue
-            layer.trainable = True
-            if layer.weights:
-                n_layers += 1
-    if depth == 0:
-        base.trainable = False
-    counts = count_params(base)
-    return UnfreezeReport([b.name for b in chosen], n_layers, n_bn, counts["trainable"],
-                          counts["non_trainable"], len(block_list))
 
 
 def trainable_params_at_depth(base, blocks: int, train_bn: bool = False) -> int:

@@ -55,7 +55,10 @@ def main() -> None:
     def naive_click(depth: int) -> float:
         t0 = time.perf_counter()
         pretrained = base.get_weights()
-        training.unfreeze_top(base, depth)
+        top = {n for b in backbones.backbone_blocks(base)[-depth:] for n in b.layers}
+        base.trainable = True   # notebook 02's unfreeze loop
+        for layer in base.layers:
+            layer.trainable = layer.name in top and not isinstance(layer, keras.layers.BatchNormalization)
         inputs = keras.Input((128, 128, 3))
         dense = keras.layers.Dense(k)
         out = dense(keras.layers.Dropout(0.2)(keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))))

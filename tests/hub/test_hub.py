@@ -39,9 +39,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def shared(tmp_path):
     """A stand-in for the instructor's prefetched folder, read-only (mode 0555)."""
     root = tmp_path / "shared"
-    for sub in ("cache/datasets", "keras/models"):
-        (root / sub).mkdir(parents=True)
-    (root / "cache" / "datasets" / "README.txt").write_text("prefetched by the instructor\n")
+    (root / "keras" / "models").mkdir(parents=True)
+    (root / "keras" / "models" / "README.txt").write_text("prefetched by the instructor\n")
     for p in sorted(root.rglob("*"), reverse=True) + [root]:
         p.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
                 if p.is_dir() else stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
