@@ -143,6 +143,22 @@ def test_cpu_check():
     assert doctor.check_cpu(2).status == doctor.OK and "pins TensorFlow to 2" in doctor.check_cpu(8).detail
 
 
+def test_memory_check_names_what_the_course_needs():
+    gib = 1024**3
+    need = f"{doctor.NEEDED_GIB:.2f} GiB"
+    small = doctor.check_memory(total=1 * gib, available=int(0.8 * gib))
+    assert small.status == doctor.WARN and need in small.detail and need in small.fix
+    pod = doctor.check_memory(total=64 * gib, available=60 * gib, limit=1 * gib)  # a container's limit
+    assert pod.status == doctor.WARN and "container limit" in pod.detail and "singleuser.memory" in pod.fix
+    busy = doctor.check_memory(total=16 * gib, available=int(0.5 * gib))
+    assert busy.status == doctor.WARN and "0.5 GiB available" in busy.detail and "Shut Down" in busy.fix
+    assert doctor.check_memory(total=16 * gib, available=12 * gib).status == doctor.OK
+    assert doctor.check_memory(total=None, available=None, limit=None).status in (doctor.OK, doctor.WARN, doctor.INFO)
+    figures = doctor.memory_figures()
+    if sys.platform.startswith("linux"):
+        assert figures["total"] > gib and 0 < figures["available"] <= figures["total"]
+
+
 def test_dataset_check_on_tampered_copy(tmp_path, caches, monkeypatch):
     datasets, rel = _tampered_datasets(tmp_path)
     monkeypatch.setenv("TLCOURSE_DATASETS", str(datasets))

@@ -245,6 +245,65 @@ def check_cpu(count: int | None = None) -> Check:
                  f"{n} available, the course pins TensorFlow to {PINNED_THREADS}{extra}")
 
 
+# ------------------------------------------------------------------ memory
+#: What the course needs, GiB: the largest kernel peak of a notebook (notebook 02, measured
+#: with tests/benchmarks/bench_memory.py) plus the Jupyter server (0.15 GiB, INSTRUCTORS.md).
+KERNEL_PEAK_GIB = 1.5
+SERVER_GIB = 0.15
+NEEDED_GIB = KERNEL_PEAK_GIB + SERVER_GIB
+_GIB = 1024**3
+
+
+def memory_figures() -> dict[str, int | None]:
+    """The machine's memory in bytes: ``total`` (RAM), ``available`` (Linux ``MemAvailable``)
+    and ``limit`` (a container's cgroup limit, as on a JupyterHub or Binder); None if unknown."""
+    out: dict[str, int | None] = {"total": None, "available": None, "limit": None}
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        out["total"] = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    out["available"] = int(line.split()[1]) * 1024
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            raw = Path(path).read_text().strip()
+            if raw != "max" and int(raw) < 2**60:  # cgroup v1 writes a huge number for "none"
+                out["limit"] = int(raw)
+                break
+    return out
+
+
+def check_memory(total: int | None = None, available: int | None = None,
+                 limit: int | None = None) -> Check:
+    """Memory for one notebook at a time (:data:`NEEDED_GIB`), from the machine's figures.
+
+    ``total``, ``available`` and ``limit`` (bytes) default to :func:`memory_figures`;
+    WARN, with the number needed, when the smaller of RAM and the container limit, or the
+    memory available now, is below it.
+    """
+    if total is None and available is None and limit is None:
+        figures = memory_figures()
+        total, available, limit = figures["total"], figures["available"], figures["limit"]
+    usable = min((v for v in (total, limit) if v), default=None)
+    need = f"the course needs {NEEDED_GIB:.2f} GiB ({KERNEL_PEAK_GIB} GiB for a notebook's kernel at its peak, " \
+           f"{SERVER_GIB} GiB for Jupyter)"
+    if usable is None:
+        return Check("memory", INFO, f"could not read this machine's memory; {need}")
+    where = "container limit" if limit and usable == limit else "RAM"
+    text = f"{usable / _GIB:.1f} GiB {where}" + (f", {available / _GIB:.1f} GiB available now"
+                                                 if available is not None else "")
+    if usable < NEEDED_GIB * _GIB:
+        return Check("memory", WARN, f"{text}: {need}; a kernel that runs out is killed ('kernel died')",
+                     f"use a machine or pod with at least {NEEDED_GIB:.2f} GiB"
+                     + (" (a JupyterHub: singleuser.memory.limit, INSTRUCTORS.md)" if where != "RAM" else ""))
+    if available is not None and available < NEEDED_GIB * _GIB:
+        return Check("memory", WARN, f"{text}: {need}",
+                     "close other programs or shut down other notebooks' kernels "
+                     "(File > Close and Shut Down Notebook)")
+    return Check("memory", OK, f"{text}; {need}")
+
+
 @contextlib.contextmanager
 def _quiet_fd2():
     """Silence C++ log lines written straight to file descriptor 2 (TensorFlow's)."""
@@ -360,7 +419,7 @@ def run_checks() -> list[Check]:
     """Run every check, fast ones first; a crashing check becomes a FAIL line."""
     checks: list[Check] = []
     funcs = [check_python, check_packages, check_widgets_extension, check_lite0_source,
-             check_datasets, check_cpu, check_gpu, check_cache_writable,
+             check_datasets, check_cpu, check_memory, check_gpu, check_cache_writable,
              check_shared_cache, check_online_extras]
     for func in funcs:
         try:

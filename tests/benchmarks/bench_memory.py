@@ -1,0 +1,133 @@
+"""Benchmark the notebooks' memory: each notebook's kernel peak (resident set), cell by cell.
+
+Run by hand (not collected by pytest), from anywhere::
+
+    .venv/bin/python tests/benchmarks/bench_memory.py            # every notebook
+    .venv/bin/python tests/benchmarks/bench_memory.py 01 02      # some, by number or name
+    .venv/bin/python tests/benchmarks/bench_memory.py 01 --cells # and the cells that raise it
+
+Each notebook is executed by ``nbclient`` (as ``jupyter nbconvert --execute`` does) in a
+fresh kernel, from the ``notebooks`` folder, into memory (the stored notebook is not
+touched). After every cell the script reads the kernel's ``/proc/<pid>/status``:
+``VmHWM``, the kernel's peak resident set so far (kept by Linux, so no peak between two
+readings is missed), and ``VmRSS``, what the kernel still holds. The report gives each
+notebook's peak, its wall time, and with ``--cells`` every cell that raised the peak by
+more than 20 MiB (the cell's first line, the new peak, the RSS after it).
+
+The kernel imports this checkout's ``tlcourse``: the repository root is put first on
+``PYTHONPATH``. Linux only (``/proc``). Goal (issue 19): every notebook <= 1.5 GiB, stretch
+1.0 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+GIB = 1024**3
+MIB = 1024**2
+GOAL, STRETCH = 1.5 * GIB, 1.0 * GIB
+
+
+def proc_memory(pid: int) -> tuple[int, int]:
+    """Return (peak, current) resident bytes of process ``pid`` from /proc (VmHWM, VmRSS)."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values["VmHWM"], values["VmRSS"]
+
+
+def find_notebooks(selection: list[str]) -> list[Path]:
+    all_nbs = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not selection:
+        return all_nbs
+    picked = []
+    for sel in selection:
+        key = f"{int(sel):02d}" if sel.isdigit() else Path(sel).stem
+        matches = [nb for nb in all_nbs if nb.stem == key or nb.stem.startswith(key + "_")]
+        if not matches:
+            raise SystemExit(f"no notebook matches {sel!r} (have: "
+                             f"{', '.join(nb.name for nb in all_nbs) or 'none'})")
+        picked += matches
+    return list(dict.fromkeys(picked))
+
+
+def measure(path: Path, timeout: int) -> dict:
+    """Execute one notebook in a fresh kernel; return its peak, wall time and per-cell steps."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    cells: list[tuple[int, str, int, int]] = []
+    state = {"pid": None, "peak": 0}
+
+    def after_cell(cell, cell_index, **_):
+        if state["pid"] is None:
+            state["pid"] = client.km.provisioner.process.pid
+        peak, rss = proc_memory(state["pid"])
+        state["peak"] = peak
+        first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+        cells.append((cell_index, first, peak, rss))
+
+    client.on_cell_executed = after_cell
+    t0 = time.perf_counter()
+    error = ""
+    try:
+        client.execute()
+    except Exception as exc:  # a failing cell: report the peak so far, name the error
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    return {"peak": state["peak"], "seconds": time.perf_counter() - t0, "cells": cells,
+            "error": error}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebooks", nargs="*", help="numbers or names (default: all)")
+    ap.add_argument("--cells", action="store_true", help="list the cells that raise the peak")
+    ap.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
+    args = ap.parse_args()
+    if not Path("/proc/self/status").exists():
+        raise SystemExit("bench_memory reads /proc/<pid>/status: Linux only")
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    threads = os.environ.get("TLCOURSE_THREADS", "the course default")
+    print(f"bench_memory  {datetime.now():%Y-%m-%d %H:%M}  python {platform.python_version()}, "
+          f"{os.cpu_count()} cpus, threads {threads}, load "
+          + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    failed = 0
+    for path in find_notebooks(args.notebooks):
+        r = measure(path, args.timeout)
+        verdict = ("stretch met" if r["peak"] <= STRETCH else "met" if r["peak"] <= GOAL
+                   else "NOT met")
+        print(f"  {path.name:32s} peak {r['peak'] / GIB:5.2f} GiB  {r['seconds']:6.1f} s  "
+              f"goal <= 1.5 GiB: {verdict}  [load {os.getloadavg()[0]:.2f}]"
+              + (f"  FAILED {r['error']}" if r["error"] else ""), flush=True)
+        failed += bool(r["error"])
+        if args.cells:
+            previous = 0
+            for index, first, peak, rss in r["cells"]:
+                if peak - previous > 20 * MIB:
+                    print(f"      cell {index:3d} peak {peak / MIB:6.0f} MiB (+{(peak - previous) / MIB:4.0f})"
+                          f"  rss after {rss / MIB:6.0f} MiB  {first[:60]}")
+                previous = peak
+            if r["cells"]:
+                print(f"      at the end: rss {r['cells'][-1][3] / MIB:.0f} MiB")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
