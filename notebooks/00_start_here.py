@@ -22,7 +22,7 @@
 # 2. know what each notebook teaches and how long it takes;
 # 3. know how to use the sliders, and how to run the course in a classroom.
 #
-# **Run time:** about 20 seconds on a 2-core laptop CPU, offline.
+# **Run time:** about 10 to 20 seconds on a 2-core laptop CPU, offline.
 
 # %% [markdown]
 # ## Setup
@@ -40,13 +40,15 @@ from tlcourse import backbones, data, doctor
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Environment check
-# The same checks as `python -m tlcourse doctor` in a terminal: Python and package versions, the
-# widgets extension, the pretrained weights and their checksum, the datasets against their
-# manifest, CPU threads, GPU. Each problem comes with the command that fixes it.
+# The same checks as `python -m tlcourse doctor` in a terminal (which lists every package): Python
+# and packages, the widgets extension, the pretrained weights and their checksum, the datasets
+# against their manifest, CPU threads, GPU. Each problem comes with the command that fixes it.
 
 # %% tags=["nbval-ignore-output"]
+from IPython.display import Markdown
+
 checks = doctor.run_checks()
-print(doctor.report(checks))
+Markdown(doctor.summary(checks))
 
 # %%
 broken = [c.name for c in checks if c.status == doctor.FAIL]
@@ -91,12 +93,15 @@ for name, description in data.list_datasets().items():
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The course map
+# **Which file to open:** each notebook is a pair, `NN_name.ipynb` (open this one in JupyterLab)
+# and `NN_name.py`, the same notebook as plain Python text (the maintainers edit and review that
+# one; jupytext keeps the two in step). You can ignore the `.py` files.
 #
 # | notebook | what you do | time on a 2-core CPU |
 # |---|---|---|
 # | `00_start_here` | this check | < 1 min |
 # | `01_feature_extraction` | freeze a pretrained network, cache its features, train a head; BatchNorm; look inside with PCA | about 1-1.5 min |
-# | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 1.5-2 min |
+# | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 1.5-2.5 min |
 # | `03_comparison` | feature extraction vs fine tuning vs from scratch on clip art, Fashion-MNIST and spoken-word spectrograms, 4 sizes × 5 seeds: intervals over seeds and images, paired tests, Holm's correction, a claims table and a decision guide built from it, analysed from committed records plus a live slice | about 2-3 min |
 #
 # The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*. Notebook
@@ -105,12 +110,13 @@ for name, description in data.list_datasets().items():
 # our measurements disagree with the article, the notebooks say so.
 #
 # ## 4. How to use the sliders (notebook 02)
-# * **unfreeze**: how many blocks, counted from the top, will train. 0 is feature extraction;
-#   the label shows the trainable weights as you move it.
+# * **unfreeze**: how many blocks, counted from the top, will train. 0 trains only the classifier
+#   (feature extraction, a few epochs more); the label shows the trainable weights as you move it.
 # * **learning rate**: a log-scale slider; 1e-4 is a safe start, 1e-2 shows the collapse.
 # * **epochs** and **Train**: each click is one seeded run from the same pretrained weights, so
 #   the same settings always give the same curve. Shallow depths answer in seconds (the frozen
-#   part is computed once and cached); deep ones take longer.
+#   part is computed once and cached); deep ones take longer. The panel reports **validation**
+#   accuracy: choose with it, then press **Check on test** once, for the setting you finally pick.
 #
 # ## 5. In a classroom
 # * Before class, on the lecture machine: `python -m tlcourse doctor`, then run the notebooks

@@ -138,6 +138,26 @@ def test_python_check_follows_requires_python(version, ok):
         assert "<3.14,>=3.10" in c.detail and "venv" in c.fix
 
 
+def test_learner_summary_is_short_and_names_each_problem_with_its_fix():
+    checks = [doctor.Check("python", doctor.OK, "Python 3.11.7"),
+              doctor.Check("tensorflow", doctor.OK, "2.21.0 (needs <2.22,>=2.21)"),
+              doctor.Check("keras", doctor.OK, "3.15.1 (needs <4,>=3.10)"),
+              doctor.Check("nbval", doctor.WARN, "not installed (needed only to run the tests)", "pip install nbval"),
+              doctor.Check("widgets extension", doctor.FAIL, "not installed", "pip install jupyterlab_widgets"),
+              doctor.Check("GPU", doctor.INFO, "none visible"),
+              doctor.Check("online extras", doctor.INFO, "0/6 cached", "python -m tlcourse prefetch ...")]
+    text = doctor.summary(checks)
+    lines = text.splitlines()
+    assert lines[0] == "| | what | found | fix |" and len(lines) <= 12
+    assert "| ⚠ | packages | nbval: not installed (needed only to run the tests) | pip install nbval |" in lines
+    assert "| ✗ | widgets (the sliders) | not installed | pip install jupyterlab_widgets |" in lines
+    assert "online extras" not in text            # informational, not what a learner needs first
+    assert lines[-1].startswith("**1 problem(s) to fix**")
+    healthy = doctor.summary([c for c in checks if c.status != doctor.FAIL and c.name != "nbval"])
+    assert "| ✓ | packages | 2 packages as required (tensorflow 2.21.0, keras 3.15.1) |  |" in healthy
+    assert healthy.endswith("**All set: the course will run.**")
+
+
 def test_cpu_check():
     assert doctor.check_cpu(1).status == doctor.WARN
     assert doctor.check_cpu(2).status == doctor.OK and "pins TensorFlow to 2" in doctor.check_cpu(8).detail

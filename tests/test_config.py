@@ -97,3 +97,35 @@ def test_int_from_env_says_what_is_wrong(monkeypatch, name, raw):
     monkeypatch.setenv(name, raw)
     with pytest.raises(ValueError, match=f"{name}=.*whole number"):
         config._int_from_env(name, 7, low=1 if name == config.THREADS_ENV else 0)
+
+
+QUIET_SCRIPT = r"""
+import os, sys, warnings
+import tlcourse
+from tlcourse.config import CourseWarning
+tlcourse.setup_course()
+os.write(2, b"fd2 after setup\n")   # the descriptor is restored after the TensorFlow import
+warnings.warn("a learner's warning", CourseWarning)
+warnings.warn("a library warning", UserWarning)
+"""
+
+
+@pytest.mark.slow
+def test_setup_course_silences_tensorflow_start_up_and_prints_learner_warnings_as_one_line():
+    """No C++ start-up lines on descriptor 2 (Linux, macOS and Windows use the same code path);
+    descriptor 2 works afterwards; a CourseWarning is one stdout line, other warnings unchanged."""
+    out = subprocess.run([sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert out.returncode == 0, out.stderr
+    err = out.stderr.splitlines()
+    assert err[0] == "fd2 after setup", out.stderr    # nothing from TensorFlow before it
+    assert not any("absl" in line or "cuda" in line or "oneDNN" in line for line in err), out.stderr
+    assert out.stdout == "Warning: a learner's warning\n"
+    assert any("UserWarning: a library warning" in line for line in err)
+
+
+def test_silenced_stderr_fd_restores_the_descriptor(capfd):
+    with config.silenced_stderr_fd():
+        os.write(2, b"hidden\n")
+    os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"

@@ -232,3 +232,43 @@ def test_no_prose_in_code_cells(path):
     cells = [c for c in jupytext.read(path.with_suffix(".py")).cells if c.cell_type == "code"]
     found = [block for c in cells for block in prose_comment_blocks(c.source)]
     assert not found, f"{path.with_suffix('.py').name}: a paragraph in a code cell belongs in a markdown cell:\n{found[0]}"
+
+
+# ------------------------------------------------- answers folded until asked for
+def _load_meta_tool():
+    spec = importlib.util.spec_from_file_location("notebook_meta", ROOT / "tools" / "notebook_meta.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _unfolded_solutions(nb: dict) -> list[int]:
+    """Indices of solution cells whose source, or stored outputs, JupyterLab would show unasked."""
+    bad = []
+    for i, c in enumerate(nb["cells"]):
+        if "solution" not in c.get("metadata", {}).get("tags", []):
+            continue
+        jup = c["metadata"].get("jupyter", {})
+        if c["cell_type"] == "code" and not jup.get("source_hidden") and _src(c).strip() != msc.PLACEHOLDER:
+            bad.append(i)
+        elif c.get("outputs") and not jup.get("outputs_hidden"):
+            bad.append(i)
+    return bad
+
+
+def test_notebook_meta_folds_solution_outputs(tmp_path):
+    path = tmp_path / "99_synthetic.ipynb"
+    path.write_text(json.dumps(_synthetic()), encoding="utf-8")
+    assert _unfolded_solutions(_read(path)) == [3, 6]
+    _load_meta_tool().normalise(str(path))
+    nb = _read(path)
+    assert _unfolded_solutions(nb) == []
+    assert nb["cells"][3]["metadata"]["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_solutions_and_their_outputs_are_folded(path, tmp_path):
+    """In the notebook and in its student copy, no answer shows before the learner opens it."""
+    nb = _read(path)
+    assert _unfolded_solutions(nb) == [], f"{path.name}: run tools/notebook_meta.py {path}"
+    assert _unfolded_solutions(msc.make_student(nb)) == []

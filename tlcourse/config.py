@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 #: Environment variable that moves every cache the course writes
@@ -18,6 +18,63 @@ SHARED_KERAS_ENV = "TLCOURSE_SHARED_KERAS_HOME"
 #: (maintainers: another seed and thread count stand in for another machine).
 SEED_ENV = "TLCOURSE_SEED"
 THREADS_ENV = "TLCOURSE_THREADS"
+
+
+class CourseWarning(UserWarning):
+    """A warning meant for the learner: after :func:`setup_course` it prints as one line,
+    ``Warning: <message>``, on standard output (no source line, no red box in Jupyter)."""
+
+
+def _show_course_warning(original):
+    """Wrap ``warnings.showwarning`` so that a :class:`CourseWarning` prints as one plain line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, CourseWarning):
+            import sys  # noqa: PLC0415
+            print(f"Warning: {message}", file=sys.stdout, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+    show._tlcourse_original = original  # marks the wrapper, so it is installed once
+    return show
+
+
+def learner_warnings() -> None:
+    """Print :class:`CourseWarning` as one line on stdout from now on (idempotent)."""
+    import warnings  # noqa: PLC0415
+    if not hasattr(warnings.showwarning, "_tlcourse_original"):
+        warnings.showwarning = _show_course_warning(warnings.showwarning)
+    warnings.filterwarnings("always", category=CourseWarning)  # again when a cell runs again
+
+
+@contextmanager
+def silenced_stderr_fd():
+    """Send file descriptor 2 (C/C++ ``stderr``) to the null device for the ``with`` block.
+
+    TensorFlow's C++ start-up lines ("All log messages before absl::InitializeLog()",
+    "Could not find cuda drivers") are written below Python's ``sys.stderr``, so no
+    Python setting or environment variable hides them in TF 2.21. The descriptor is
+    restored afterwards, so later errors show as usual. ``os.dup``/``os.dup2`` and
+    ``os.devnull`` exist on Linux, macOS and Windows; where descriptor 2 is not open
+    (e.g. ``pythonw`` on Windows) nothing is redirected.
+    """
+    import sys  # noqa: PLC0415
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, AttributeError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 class CacheNotWritableError(PermissionError):
@@ -162,13 +219,16 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
     if "tensorflow" in sys.modules:
         if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != wanted:
             warnings.warn(f"TensorFlow is already imported, so fast_kernels={fast_kernels} has no effect; "
-                          "restart the kernel and run this cell first.", stacklevel=2)
+                          "restart the kernel and run this cell first.", CourseWarning, stacklevel=2)
     else:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = wanted
         if fast_kernels:
             os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-    import tensorflow as tf  # noqa: PLC0415 - must come after the env vars
-    import keras
+    if quiet:
+        learner_warnings()
+    with silenced_stderr_fd() if quiet else nullcontext():
+        import tensorflow as tf  # noqa: PLC0415 - must come after the env vars
+        import keras
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

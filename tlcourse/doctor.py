@@ -304,22 +304,11 @@ def check_memory(total: int | None = None, available: int | None = None,
     return Check("memory", OK, f"{text}; {need}")
 
 
-@contextlib.contextmanager
 def _quiet_fd2():
     """Silence C++ log lines written straight to file descriptor 2 (TensorFlow's)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (some IDEs)
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    from tlcourse.config import silenced_stderr_fd
+
+    return silenced_stderr_fd()
 
 
 def check_gpu() -> Check:
@@ -449,6 +438,58 @@ def report(checks: list[Check]) -> str:
         lines.append(f"\nAll set: the course will run"
                      + (f" ({warns} warning(s) above)." if warns else "."))
     return "\n".join(lines)
+
+
+#: what a learner needs to know, in this order: (row label, names of the checks it sums up)
+_LEARNER_ROWS = (("Python", ("python",)), ("widgets (the sliders)", ("widgets extension",)),
+                 ("pretrained network", ("Lite0 weights file",)), ("datasets", ("embedded datasets",)),
+                 ("CPU", ("CPU threads",)), ("memory", ("memory",)), ("GPU", ("GPU",)),
+                 ("cache folder", ("course cache",)))
+
+
+def summary(checks: list[Check]) -> str:
+    """A short Markdown table of what matters to a learner (the full list: :func:`report`).
+
+    One row each for Python, the packages (counted; each problem named), the widgets,
+    the pretrained network, the datasets, CPU, GPU and the cache folder; any other check
+    appears only when it is a WARN or FAIL. Every problem row carries its fix.
+    """
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    def row(label: str, found: list[Check]) -> str:
+        worst = next((s for s in (FAIL, WARN, INFO, OK) if any(c.status == s for c in found)), OK)
+        shown = [c for c in found if c.status == worst]
+        what = "; ".join(f"{c.name}: {c.detail}" if label == "packages" else c.detail for c in shown) \
+            if len(found) == 1 or worst != OK else \
+            f"{len(found)} packages as required (" + ", ".join(
+                f"{c.name} {c.detail.split()[0]}" for c in found if c.name in ("tensorflow", "keras")) + ")"
+        fixes = "; ".join(c.fix for c in shown if c.fix and worst in (WARN, FAIL))
+        mark = {OK: "✓", INFO: "i", WARN: "⚠", FAIL: "✗"}[worst]
+        return f"| {mark} | {label} | {cell(what)} | {cell(fixes)} |"
+
+    by_name = {c.name: c for c in checks}
+    used: set[str] = set()
+    rows = []
+    packages = [c for c in checks if c.name not in {n for _, names in _LEARNER_ROWS for n in names}
+                and c.name in _package_names()]
+    for label, names in _LEARNER_ROWS[:1] + (("packages", ()),) + _LEARNER_ROWS[1:]:
+        found = packages if label == "packages" else [by_name[n] for n in names if n in by_name]
+        if found:
+            rows.append(row(label, found))
+            used.update(c.name for c in found)
+    rows += [row(c.name, [c]) for c in checks if c.name not in used and c.status in (WARN, FAIL)]
+    fails = sum(c.status == FAIL for c in checks)
+    verdict = (f"**{fails} problem(s) to fix** (✗ above), then run this cell again." if fails
+               else "**All set: the course will run.**")
+    return "\n".join(["| | what | found | fix |", "|---|---|---|---|", *rows, "", verdict])
+
+
+def _package_names() -> set[str]:
+    """Names of the package checks (as :func:`check_package` names them)."""
+    from packaging.requirements import Requirement
+
+    return {Requirement(text).name for text in declared_requirements()[0]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from .backbones import backbone_blocks
-from .config import CacheNotWritableError, atomic_write, cache_dir
+from .config import CacheNotWritableError, CourseWarning, atomic_write, cache_dir
 
 __all__ = [
     "count_params",
@@ -119,7 +119,7 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
         try:
             path = cache_dir("features") / f"{key}.npy"
         except CacheNotWritableError as exc:
-            warnings.warn(f"{exc} Until then features are kept in memory only.", stacklevel=2)
+            warnings.warn(f"{exc} Until then features are kept in memory only.", CourseWarning, stacklevel=2)
     if path is not None and path.exists():
         try:
             out = np.load(path, allow_pickle=False)
@@ -140,7 +140,7 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
                 with atomic_write(path) as f:
                     np.save(f, out)
             except CacheNotWritableError as exc:
-                warnings.warn(f"{exc} Until then features are kept in memory only.", stacklevel=2)
+                warnings.warn(f"{exc} Until then features are kept in memory only.", CourseWarning, stacklevel=2)
     return out
 
 
@@ -260,7 +260,7 @@ class GuardRails(keras.callbacks.Callback):
         self.problems.append(message)
         if self.strict:
             raise RuntimeError(message)
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, CourseWarning, stacklevel=2)
 
 
 class EpochTimer(keras.callbacks.Callback):

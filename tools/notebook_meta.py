@@ -2,7 +2,8 @@
 
 * every cell gets RISE/Jupyter slide metadata: a markdown cell whose metadata already
   says "slide" keeps it; others become "-" (same slide) or "fragment";
-* solution cells (tag ``solution``) keep their input collapsed;
+* solution cells (tag ``solution``) keep their input collapsed, and their stored outputs too
+  (``jupyter.outputs_hidden``: JupyterLab shows a bar to click, not the answer);
 * the notebook metadata keeps only kernelspec, language_info name and jupytext;
 * TensorFlow's C++ start-up log lines (absl "All log messages before ...", "I0000 ...
   cudart_stub ... Could not find cuda drivers") are removed from stderr outputs: no
@@ -12,7 +13,8 @@
   shows no maintainer's folder;
 * in stdout, the checkout's own folder is left out (``/home/me/tlcourse/datasets`` ->
   ``datasets``, ``/home/me/tlcourse/.venv/bin/python3`` -> ``.venv/bin/python3``) and the
-  home folder is written ``~`` (notebook 00 prints the doctor's report and the cache folder).
+  home folder is written ``~`` (notebook 00 prints the doctor's report and the cache folder);
+  the same in Markdown outputs (00's environment table).
 
 Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 """
@@ -41,9 +43,15 @@ _TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeL
 _CACHE = os.environ.get("TLCOURSE_CACHE") or str(Path.home() / ".cache" / "tlcourse")
 
 
+#: the folder holding the executing virtualenv (``/home/me/tlcourse/.venv`` -> ``/home/me/tlcourse/``), when
+#: the notebook ran with a ``.venv`` of another checkout (a git worktree sharing one virtualenv)
+_VENV_HOME = str(Path(sys.prefix).parent) + "/" if Path(sys.prefix).name == ".venv" else _ROOT
+
+
 def _local_paths(text: str) -> str:
     """``text`` without this checkout's absolute folder or the executor's cache folder, home as ``~``."""
-    text = text.replace(_ROOT, "").replace(_CACHE, "$TLCOURSE_CACHE").replace("~/.cache/tlcourse", "$TLCOURSE_CACHE")
+    text = text.replace(_ROOT, "").replace(_VENV_HOME + ".venv/", ".venv/")
+    text = text.replace(_CACHE, "$TLCOURSE_CACHE").replace("~/.cache/tlcourse", "$TLCOURSE_CACHE")
     return re.sub(rf"(?<![\w/]){re.escape(_HOME)}(?=/|\s|$)", "~", text) if _HOME not in ("", "/") else text
 
 
@@ -65,6 +73,12 @@ def _strip_tf_log(outputs: list) -> list:
             local = _local_paths(text)
             if local != text:
                 out["text"] = local.splitlines(keepends=True)
+        elif "text/markdown" in out.get("data", {}):   # e.g. 00's environment table
+            value = out["data"]["text/markdown"]
+            text = value if isinstance(value, str) else "".join(value)
+            local = _local_paths(text)
+            if local != text:
+                out["data"]["text/markdown"] = local.splitlines(keepends=True)
         kept.append(out)
     return kept
 
@@ -81,6 +95,8 @@ def normalise(path: str) -> None:
         slide.setdefault("slide_type", "-")
         if "solution" in meta.get("tags", []):
             meta.setdefault("jupyter", {})["source_hidden"] = True
+            if cell.get("cell_type") == "code" and cell.get("outputs"):
+                meta["jupyter"]["outputs_hidden"] = True   # the answer stays folded too
     # "widgets" holds the saved widget state, so a stored notebook shows its panels
     keep = {k: nb["metadata"][k] for k in ("kernelspec", "jupytext", "widgets") if k in nb["metadata"]}
     keep["language_info"] = {"name": "python"}
