@@ -444,3 +444,34 @@ def test_saved_and_reloaded_backbone_keeps_its_blocks(random_models, tmp_path):
     size = model.input.shape[1]
     x = np.random.default_rng(3).uniform(0, 255, (1, size, size, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# notebook 02's VGG16 cell, offline
+# --------------------------------------------------------------------------
+
+def _vgg_cell() -> str:
+    """The source of notebook 02's cell that fine-tunes VGG16 (the article's example)."""
+    text = (Path(__file__).parent.parent / "notebooks" / "02_fine_tuning.py").read_text()
+    [cell] = [c for c in text.split("\n# %%") if "keras_weights_file(\"vgg16\")" in c]
+    return cell.split("\n", 1)[1]
+
+
+def test_notebook_02_vgg16_cell_runs_offline_with_a_cached_file(capsys):
+    """With a weights file in $KERAS_HOME/models (random weights here) the cell trains both
+    stages; without one it prints one line with the prefetch command."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (12, 32, 32, 3)).astype("float32")
+    y = np.arange(12) % 3
+    scope = dict(backbones=B, keras=keras, os=os, Path=Path, IMAGE_SIZE=32, SEED=0, baseline_test=0.5,
+                 class_names=["a", "b", "c"], x_train=x, x_val=x, x_test=x, y_train=y, y_val=y, y_test=y)
+    exec(_vgg_cell(), dict(scope))
+    assert "python -m tlcourse prefetch vgg16" in capsys.readouterr().out
+    target = Path(os.environ["KERAS_HOME"]) / "models" / B.keras_weights_file()[0]
+    target.parent.mkdir(parents=True)
+    write_legacy_h5(keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)), target)
+    run = dict(scope)
+    exec(_vgg_cell(), run)   # the cell's own assert: both stages above chance (here on training images)
+    assert "VGG16 on clip art: frozen + head test" in capsys.readouterr().out
+    assert [layer.trainable for layer in run["vgg"].layers[-4:]] == [True] * 4
+    assert not any(layer.trainable for layer in run["vgg"].layers[:-4])

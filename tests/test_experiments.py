@@ -80,6 +80,33 @@ def test_a_reused_model_gives_the_same_run_as_a_newly_built_one(method, folds):
     assert warm["test_pred"] == cold["test_pred"] and warm["val_accuracy"] == cold["val_accuracy"]
 
 
+@pytest.mark.parametrize("depth", [0, 1])
+def test_a_chained_cut_gives_the_direct_cut(pool, depth):
+    """_activations runs the deep bottom once and chains the blocks between; same activations."""
+    E._CUTS.clear()
+    chained, _ = E._activations(pool, TINY, depth)
+    bottom, _ = training.split_at_depth(E._base(TINY.backbone, TINY.image_size), depth)
+    direct = training.extract_features(bottom, E._images(pool, TINY.image_size), cache=False)
+    np.testing.assert_allclose(chained, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    """_fit ends with the best epoch's weights, not the last epoch's (restore_best_weights)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x, xv = rng.normal(size=(64, 20)).astype("float32"), rng.normal(size=(64, 20)).astype("float32")
+    y, yv = rng.integers(0, 2, 64), rng.integers(0, 2, 64)   # noise: validation loss soon rises
+    inputs = keras.Input((20,))
+    model = training.compile_classifier(keras.Model(inputs, keras.layers.Dense(2)(
+        keras.layers.Dense(64, activation="relu")(inputs))), 0.05)
+    r = E._fit(model, x, y, xv, yv, max_epochs=40, patience=3, batch_size=16, seed=0)
+    losses = model.history.history["val_loss"]
+    assert r["best_epoch"] < r["epochs"] == len(losses) and losses[-1] > min(losses)
+    now = model.evaluate(xv, yv, verbose=0, return_dict=True)["loss"]
+    assert now == pytest.approx(min(losses), rel=1e-5)
+
+
 def test_choose_setting_takes_the_cheapest_within_one_standard_error():
     rows = [dict(seed=s, depth=d, learning_rate=lr, val_accuracy=v)
             for s, (a, b, c) in enumerate([(0.70, 0.70, 0.60), (0.74, 0.76, 0.61), (0.72, 0.73, 0.59)])

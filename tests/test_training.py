@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -81,14 +82,14 @@ def test_split_at_depth_reproduces_the_full_model(base, depth):
     np.testing.assert_allclose(np.asarray(top(inner, training=False)), full, atol=1e-5)
 
 
-def test_extract_features_caches_in_memory_and_on_disk(base, tmp_path, monkeypatch):
+def test_extract_features_caches_on_disk(base, tmp_path, monkeypatch):
     monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
     x = np.random.default_rng(2).uniform(0, 255, (5, 64, 64, 3)).astype("float32")
     first = T.extract_features(base, x)
-    files = list((tmp_path / "features").glob("*.npy"))
-    assert len(files) == 1
-    T.clear_feature_memory()
-    np.testing.assert_array_equal(T.extract_features(base, x), first)  # from disk
+    [path] = (tmp_path / "features").glob("*.npy")
+    np.save(path, first + 1)   # a marked copy: the next call must read the file, not recompute
+    np.testing.assert_array_equal(T.extract_features(base, x), first + 1)
+    np.save(path, first)
     x2 = x.copy()
     x2[0, 0, 0, 0] += 1  # different images -> a different key, never a stale cache
     T.extract_features(base, x2)
@@ -109,6 +110,27 @@ def test_extract_features_misses_the_cache_when_the_weights_change(tmp_path, mon
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
     layer.set_weights([kernel])  # back: the first entry is found again
     np.testing.assert_array_equal(T.extract_features(model, x), first)
+
+
+def test_the_feature_cache_keeps_the_recently_used_files_under_its_cap(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(64, 1)(inp))     # 4 KB of features per image
+    xs = [np.full((100, 4, 4, 3), i, "float32") for i in range(4)]  # 410 KB per call
+    monkeypatch.setenv("TLCOURSE_FEATURE_CACHE_MB", "1")
+    folder = tmp_path / "features"
+    paths = []
+    for i, x in enumerate(xs[:2]):
+        T.extract_features(model, x)
+        paths.append(max(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns))
+        os.utime(paths[-1], (1000 + i, 1000 + i))   # file 0 older than file 1
+    T.extract_features(model, xs[0])                # reading file 0 makes it the recent one
+    T.extract_features(model, xs[2])                # a third file: over 1 MB, the oldest goes
+    left = set(folder.glob("*.npy"))
+    assert paths[0] in left and paths[1] not in left and len(left) == 2
+    assert sum(p.stat().st_size for p in left) <= 1e6
+    (folder / "notes.txt").write_text("not ours")
+    assert T.prune_feature_cache(max_mb=0) == 2 and (folder / "notes.txt").exists()
 
 
 def test_extract_features_rejects_wrong_shape(base):
@@ -225,13 +247,32 @@ def test_fine_tune_with_trainable_batchnorm_moves_its_statistics(base, data):
     live = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=1, train_bn=True)
     assert live.trainable_params > frozen.trainable_params  # gamma and beta train too
 
-    def moving(result):
-        return [w.numpy() for w in result.model.non_trainable_weights if "moving" in w.path]
+    def layers(model):
+        for layer in model.layers:
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from layers(layer)
 
-    pretrained = [w.numpy() for w in base.get_layer("head_bn").non_trainable_weights if "moving" in w.path]
+    def statistics(model):
+        return [v.numpy() for layer in layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+                for v in (layer.moving_mean, layer.moving_variance)]
+
+    def moving(result):
+        return statistics(result.model)
+
+    pretrained = [v.numpy() for v in (base.get_layer("head_bn").moving_mean, base.get_layer("head_bn").moving_variance)]
     assert len(pretrained) == len(moving(live)) == len(moving(frozen)) == 2
     assert any(not np.allclose(m, p) for m, p in zip(moving(live), pretrained))  # training mode: drifted
     assert all(np.array_equal(m, p) for m, p in zip(moving(frozen), pretrained))  # inference mode: kept
+
+
+def test_a_correct_fine_tune_raises_no_guard_rails_warning(base, data):
+    """GuardRails watches every run; a correct one (recompiled, BatchNorm frozen) must stay silent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # any warning fails the test
+        for blocks in (1, 3):
+            result = T.fine_tune(base, _stage1_head(), data, blocks=blocks, learning_rate=1e-3, epochs=2)
+            assert result.epochs == 2
 
 
 def test_fine_tune_result_model_takes_activations_at_the_cut(base, data):
@@ -250,9 +291,9 @@ def test_fine_tune_reuses_a_compiled_model_without_changing_results(base, data):
     first = T.fine_tune(base, head, data, **a_args)
     other = T.fine_tune(base, head, data, **b_args)  # reused
     again = T.fine_tune(base, head, data, **a_args)  # reused
-    assert other.graph is first.graph is again.graph
+    assert other.reused_model is first.reused_model is again.reused_model
     other_fresh = T.fine_tune(load_backbone("efficientnet_lite0", image_size=64), head, data, **b_args)
-    assert other_fresh.graph is not other.graph
+    assert other_fresh.reused_model is not other.reused_model
     assert other.history == other_fresh.history and again.history == first.history
     # each result keeps its own trained weights, untouched by later runs
     assert first.model is not again.model

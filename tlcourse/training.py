@@ -24,7 +24,7 @@ import random
 import time
 import warnings
 import weakref
-from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import keras
@@ -46,7 +46,7 @@ __all__ = [
     "cut_activations",
     "trainable_params_at_depth",
     "build_fine_tune_model",
-    "clear_feature_memory",
+    "prune_feature_cache",
     "seeded_batches",
     "compile_classifier",
     "compiled_model",
@@ -67,8 +67,9 @@ def count_params(model) -> dict[str, int]:
 # --------------------------------------------------------------------------- #
 # Feature cache
 # --------------------------------------------------------------------------- #
-_MEMORY_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
-_MEMORY_CACHE_BYTES = 1_500_000_000  # keep at most ~1.5 GB of features in memory
+#: The feature cache's size cap in MB (``TLCOURSE_FEATURE_CACHE_MB`` changes it): after each
+#: write the least recently used files go until the folder fits.
+FEATURE_CACHE_MB = 2000
 
 
 def _fingerprint(model, x: np.ndarray) -> str:
@@ -85,62 +86,68 @@ def _fingerprint(model, x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def clear_feature_memory() -> None:
-    """Forget the features :func:`extract_features` keeps in memory (the disk cache stays)."""
-    _MEMORY_CACHE.clear()
+def prune_feature_cache(max_mb: float | None = None) -> int:
+    """Delete the least recently used cached features until ``cache_dir("features")`` holds at
+    most ``max_mb`` MB (default ``$TLCOURSE_FEATURE_CACHE_MB`` or :data:`FEATURE_CACHE_MB`).
+
+    Only this cache's own ``.npy`` files are touched. Returns the number of files deleted.
+    """
+    if max_mb is None:
+        max_mb = float(os.environ.get("TLCOURSE_FEATURE_CACHE_MB") or FEATURE_CACHE_MB)
+    files = []
+    for path in cache_dir("features").glob("*.npy"):
+        try:
+            st = path.stat()
+        except OSError:  # removed by another kernel meanwhile
+            continue
+        files.append((st.st_mtime, st.st_size, path))
+    total, removed = sum(size for _, size, _ in files), 0
+    for _, size, path in sorted(files):  # oldest use first
+        if total <= max_mb * 1e6:
+            break
+        path.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
 
 
-def _remember(key: str, value: np.ndarray) -> None:
-    _MEMORY_CACHE[key] = value
-    _MEMORY_CACHE.move_to_end(key)
-    while sum(v.nbytes for v in _MEMORY_CACHE.values()) > _MEMORY_CACHE_BYTES and len(_MEMORY_CACHE) > 1:
-        _MEMORY_CACHE.popitem(last=False)
-
-
-def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = True,
-                     disk: bool = True) -> np.ndarray:
+def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = True) -> np.ndarray:
     """Run ``model`` (in inference mode) over ``x`` once and return the outputs.
 
-    The result is cached under a hash of the model's weights and of ``x``: a
-    second call with the same frozen model and images costs only the hash.
-    With ``disk=True`` the cache also lives under ``cache_dir("features")``,
-    so it survives a kernel restart. Any change to the weights or images gives
-    a new key, so a stale cache is never used.
+    With ``cache=True`` the result is saved under ``cache_dir("features")`` by a hash of
+    the model's layers, weights and of ``x``: a second call with the same frozen model and
+    images (in this kernel or after a restart) costs the hash and a file read. Any change
+    to the weights or images gives a new key, so a stale cache is never used. The folder
+    is capped (:func:`prune_feature_cache`).
     """
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"extract_features expects a batch of images (N, H, W, C); got shape {x.shape}.")
-    key = _fingerprint(model, x) if cache else None
-    if key is not None and key in _MEMORY_CACHE:
-        _MEMORY_CACHE.move_to_end(key)
-        return _MEMORY_CACHE[key]
     path = None
-    if key and disk:
+    if cache:
         try:
-            path = cache_dir("features") / f"{key}.npy"
+            path = cache_dir("features") / f"{_fingerprint(model, x)}.npy"
         except CacheNotWritableError as exc:
-            warnings.warn(f"{exc} Until then features are kept in memory only.", CourseWarning, stacklevel=2)
+            warnings.warn(f"{exc} Until then features are computed again each time.", CourseWarning, stacklevel=2)
     if path is not None and path.exists():
         try:
             out = np.load(path, allow_pickle=False)
+            os.utime(path)  # recently used: the last to be pruned
         except (OSError, ValueError):
             out = None  # unreadable cache file: recompute (and overwrite it below)
         if out is not None and out.shape[0] == x.shape[0]:
-            _remember(key, out)
             return out
     # Eager calls, batch by batch, rather than model.predict: predict's traced graph fuses
     # operations and gives other features (2.8e-5 apart on Lite0 at 128 px, measured), so the
     # features already cached on learners' disks and behind the stored notebooks would change.
     outs = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     out = np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), "float32")
-    if key is not None:
-        _remember(key, out)
-        if path is not None:
-            try:  # a unique temp file, then os.replace: readers never see half a file
-                with atomic_write(path) as f:
-                    np.save(f, out)
-            except CacheNotWritableError as exc:
-                warnings.warn(f"{exc} Until then features are kept in memory only.", CourseWarning, stacklevel=2)
+    if path is not None:
+        try:  # a unique temp file, then os.replace: readers never see half a file
+            with atomic_write(path) as f:
+                np.save(f, out)
+            prune_feature_cache()
+        except CacheNotWritableError as exc:
+            warnings.warn(f"{exc} Until then features are computed again each time.", CourseWarning, stacklevel=2)
     return out
 
 
@@ -315,7 +322,7 @@ class FineTuneResult:
     trainable_params: int
     trained_blocks: list[str]
     shift: dict[str, float] = field(default_factory=dict)  # block -> relative weight change
-    graph: object = field(default=None, repr=False)  # the (reused) compiled model that trained
+    reused_model: object = field(default=None, repr=False)  # the compiled model that trained (reused by later runs)
     weights: list = field(default=None, repr=False)  # its weights at the end of this run
 
     @property
@@ -328,11 +335,8 @@ class FineTuneResult:
         base's output. Later :func:`fine_tune` calls do not change it.
         """
         if self.__dict__.get("_model") is None:
-            state = random.getstate()
-            try:
-                copy = keras.models.clone_model(self.graph)
-            finally:
-                random.setstate(state)
+            with _python_random_kept():
+                copy = keras.models.clone_model(self.reused_model)
             copy.set_weights(self.weights)
             self.__dict__["_model"] = copy
         return self.__dict__["_model"]
@@ -416,9 +420,18 @@ def build_fine_tune_model(base, blocks: int, num_classes: int, input_shape: tupl
     Returns ``(model, top_copy, trained_block_names)``; ``top_copy`` is
     ``None`` at depth 0. Not compiled.
     """
-    state = random.getstate()  # Keras draws default layer seeds from Python's `random`: give it back
-    try:
+    with _python_random_kept():
         return _build_fine_tune_model(base, blocks, num_classes, input_shape, train_bn, seed)
+
+
+@contextmanager
+def _python_random_kept():
+    """Give Python's ``random`` state back: Keras 3 draws a default seed from it for every
+    initializer built without one (``clone_model`` rebuilds layers from their configs), and
+    a learner's seeded ``random`` calls should not depend on whether a model was built."""
+    state = random.getstate()
+    try:
+        yield
     finally:
         random.setstate(state)
 
@@ -594,4 +607,4 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
-        graph=model, weights=model.get_weights())
+        reused_model=model, weights=model.get_weights())
