@@ -129,3 +129,36 @@ def test_silenced_stderr_fd_restores_the_descriptor(capfd):
         os.write(2, b"hidden\n")
     os.write(2, b"shown\n")
     assert capfd.readouterr().err == "shown\n"
+
+
+RELEASE_SCRIPT = r"""
+import ctypes, json
+from tlcourse import config
+
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(8192) for _ in range(40_000)]   # 320 MB in small blocks: the heap, not mmap
+for b in blocks:
+    ctypes.memset(b, 1, 8192)
+start = rss()
+for b in blocks[:-1]:   # the last block stays: it pins the top of the heap, as live objects do
+    libc.free(b)
+freed = rss()
+ok = config.release_memory()
+print(json.dumps({"start": start, "freed": freed, "released": rss(), "ok": ok,
+                  "hooked": config.release_after_each_cell()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_release_memory_hands_freed_heap_back_to_the_system():
+    out = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.splitlines()[-1])
+    mb = 1024**2
+    assert r["ok"] and r["hooked"] is False  # outside IPython there is no cell to hook
+    assert r["freed"] - r["released"] > 200 * mb, r  # freed but still resident until released
