@@ -50,7 +50,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tlcourse import backbones, data, experiments, plots, stats
+from tlcourse import backbones, data, experiments, plots, report, stats
 
 notebook_start = time.perf_counter()
 FE, FT, SC = experiments.METHODS  # "feature_extraction", "fine_tuning", "scratch"
@@ -243,7 +243,7 @@ for name, a in analysis.items():
         print(f"{size_label(z):>12s} | " + " | ".join(fmt(a.accuracy(m, z)).rjust(22) for m in experiments.METHODS))
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 for ax, (name, a) in zip(axes, analysis.items()):
     rows = []
     for z in a.sizes:
@@ -418,7 +418,7 @@ for name, a in analysis.items():
               f"weights, train - test gap {gap:+.3f}")
 capped = {m: sum(bool(r["capped"]) for r in compare if r["method"] == m) for m in experiments.METHODS}
 runs = {m: sum(r["method"] == m for r in compare) for m in experiments.METHODS}
-print("runs that reached their epoch cap:", {m: f"{capped[m]} of {runs[m]}" for m in capped})
+print("runs that reached their epoch cap: " + ", ".join(f"{m} {capped[m]} of {runs[m]}" for m in capped))
 assert capped[SC] <= 0.1 * runs[SC], "scratch now often reaches its cap: it is under-trained, raise the cap"
 
 # %% [markdown]
@@ -435,34 +435,9 @@ assert capped[SC] <= 0.1 * runs[SC], "scratch now often reaches its cap: it is u
 # when both happen, **not shown** when every verdict is borderline or no difference.
 
 # %%
-CLAIMS = [  # (the article says, test, the verdict that supports it, the verdict against it, datasets)
-    ("transfer helps: ImageNet features beat training from scratch", "FE vs scratch, large", "FE wins",
-     "scratch wins", DESIGN),
-    ("feature extraction works with **little data**", "FE vs scratch, small", "FE wins", "scratch wins", DESIGN),
-    ("fine tuning **needs more data**: with little data it does not beat FE", "FT vs FE, small", "FE wins",
-     "FT wins", DESIGN),
-    ("fine tuning gives **better accuracy**", "FT vs FE, large", "FT wins", "FE wins", DESIGN),
-    ("fine tuning pays off **with more data**", "FT - FE grows with data", "grows", "shrinks", DESIGN),
-    ("feature extraction **overfits less**", "gap FE vs FT, large", "FE overfits less", "FE overfits more", DESIGN),
-    ("fine tuning **costs more compute**", "time FT vs FE, large", "FT costs more", "FT costs less", DESIGN),
-    ("a **very different modality**: FE may not beat training from scratch", "FE vs scratch, large",
-     "scratch wins", "FE wins", ["spoken_words"]),
-    ("... but fine tuning adapts: FT beats scratch there", "FT vs scratch, large", "FT wins", "scratch wins",
-     ["spoken_words"]),
-]
-claim_rows = []
-for claim, test, pro, con, names in CLAIMS:
-    found = [tests[n, test]["verdict"] for n in names]
-    verdict = stats.claim_verdict(found, pro, con) + (
-        f" ({found.count(pro)} for, {found.count(con)} against, {found.count('borderline')} borderline"
-        f" of {len(found)})" if len(found) > 1 else "")
-    evidence = "; ".join(f"{NAMES[n]} {fmt(tests[n, test], signed=not test.startswith('time'))} "
-                         f"({tests[n, test]['verdict']})" for n in names)
-    claim_rows.append((claim, test, verdict, evidence))
-from IPython.display import Markdown, display
+from IPython.display import Markdown
 
-display(Markdown("| the article says | test (section 6) | verdict | evidence: estimate [95 % interval] (verdict) |\n"
-                 "|---|---|---|---|\n" + "\n".join(f"| {c} | {t} | **{v}** | {e} |" for c, t, v, e in claim_rows)))
+Markdown(report.claims_table(tests, list(DESIGN), NAMES))   # the claims: report.CLAIMS; the rule: stats.claim_verdict
 
 # %% [markdown]
 # **"Start with feature extraction as a baseline, then fine-tune"** is advice, not a claim to
@@ -474,29 +449,7 @@ display(Markdown("| the article says | test (section 6) | verdict | evidence: es
 # Built from the verdicts above, not from the article.
 
 # %%
-def said(name, test):
-    t = tests[name, test]
-    return f"{t['verdict']} ({fmt(t, signed=True)})"
-
-
-cheaper = all(tests[n, "time FT vs FE, large"]["verdict"] == "FT costs more" for n in DESIGN)
-never_worse = all(tests[n, t]["verdict"] != "FE wins" for n in DESIGN for t in ("FT vs FE, small", "FT vs FE, large"))
-guide = [
-    "1. **Start with feature extraction**: "
-    + ("it was cheaper on every dataset" if cheaper else "it was not cheaper everywhere")
-    + (", and fine tuning was never worse than it, so it is a safe baseline to fine-tune from."
-       if never_worse else "; fine tuning was worse than it somewhere, so keep it as a real contender."),
-    "2. **Fine tuning, with the most labels**, against feature extraction: "
-    + "; ".join(f"{NAMES[n]} {said(n, 'FT vs FE, large')}" for n in DESIGN) + ".",
-    "3. **With the fewest labels** (3 per class on clip art, 5 on the others), fine tuning against feature "
-    "extraction: "
-    + "; ".join(f"{NAMES[n]} {said(n, 'FT vs FE, small')}" for n in DESIGN) + ".",
-    "4. **Training from scratch**, against feature extraction with the most labels: "
-    + "; ".join(f"{NAMES[n]} {said(n, 'FE vs scratch, large')}" for n in DESIGN) + ".",
-    "5. **Count your test images** before believing a difference (section 7), and prefer a difference "
-    "that survives another seed.",
-]
-display(Markdown("\n".join(guide)))
+Markdown(report.decision_guide(tests, list(DESIGN), NAMES))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. The live slice: does your machine tell the same story?

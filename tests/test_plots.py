@@ -52,7 +52,14 @@ def test_plot_comparison_draws_any_dataset(dataset):
     means = [container.lines[0].get_ydata().tolist() for container in ax.containers]
     assert means == [pytest.approx([0.65, 0.8]), pytest.approx([0.75, 0.9])]
     fig = plots.plot_cost(_rows(dataset) + _rows("clipart"))
-    assert len(fig.axes[0].get_legend().get_texts()) == 8  # 2 methods x 2 sizes x 2 datasets, any names
+    ax = fig.axes[0]
+    legends = [a for a in ax.get_children() if isinstance(a, type(ax.get_legend()))]
+    # one legend per code (colour: method, marker: dataset), any dataset names, outside the data
+    assert {tuple(t.get_text() for t in leg.get_texts()) for leg in legends} == \
+        {("feature extraction", "fine tuning"), (dataset, "clipart")}
+    fig.canvas.draw()
+    for leg in legends:
+        assert leg.get_window_extent().x0 >= ax.get_window_extent().x1 - 1
 
 
 def test_plot_history_accepts_histories_and_offsets():
@@ -61,3 +68,14 @@ def test_plot_history_accepts_histories_and_offsets():
     lines = fig.axes[0].lines
     assert [line.get_xdata().tolist() for line in lines] == [[1, 2], [1, 2], [3]]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a (train)", "a (val)", "b (val)"]
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())   # whole epochs, no 1.5
+    zoomed = plots.plot_history({"stage 1": {"val_accuracy": [0.1] * 40}, "stage 2": ({"val_accuracy": [0.8, 0.9]}, 40)},
+                                train=False, first_epoch=38)
+    lines = zoomed.axes[0].lines
+    assert [line.get_xdata().tolist() for line in lines] == [[38, 39, 40], [41, 42]]
+    assert [t.get_text() for t in zoomed.axes[0].get_legend().get_texts()] == ["stage 1", "stage 2"]
+
+
+def test_plot_heatmap_shares_a_colour_scale():
+    a = plots.plot_heatmap(np.array([[0.745, 0.751]]), [1], ["x", "y"], "r", "c", vmin=0.5, vmax=1.0)
+    assert a.axes[0].images[0].get_clim() == (0.5, 1.0)

@@ -135,32 +135,45 @@ def _axes(ax, figsize):
     return ax.figure, ax
 
 
-def plot_history(histories: dict, metric: str = "accuracy", ax=None, title: str | None = None):
+def plot_history(histories: dict, metric: str = "accuracy", ax=None, title: str | None = None,
+                 train: bool = True, first_epoch: int | None = None):
     """Learning curves: training (dashed) and validation (solid) ``metric`` per epoch.
 
     ``histories`` maps a label to a Keras ``History``, its ``.history`` dict,
     or a :class:`~tlcourse.training.FineTuneResult`. Curves may start at an
     epoch offset: pass ``(history, first_epoch)`` as the value.
+    ``train=False`` draws the validation curves only. ``first_epoch`` draws only
+    epochs from that one on, so a short stage 2 after a long stage 1 fills the
+    plot instead of a few points at its right edge. Epoch ticks are whole numbers.
     Returns the figure.
     """
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _axes(ax, (6, 3.5))
     colors = plt_colors()
+    lo = first_epoch or 1
     for i, (label, value) in enumerate(histories.items()):
         start = 0
         if isinstance(value, tuple):
             value, start = value
         hist = getattr(value, "history", value)
         color = colors[i % len(colors)]
-        val = hist.get(f"val_{metric}")
-        train = hist.get(metric)
-        if train is not None:
-            epochs = np.arange(start + 1, start + len(train) + 1)
-            ax.plot(epochs, train, "--", color=color, alpha=0.8, label=f"{label} (train)")
-        if val is not None:
-            epochs = np.arange(start + 1, start + len(val) + 1)
-            ax.plot(epochs, val, "-o", color=color, markersize=3, label=f"{label} (val)")
+        for key, style, kind in ((metric, "--", "train"), (f"val_{metric}", "-o", "val")):
+            curve = hist.get(key)
+            if curve is None or (kind == "train" and not train):
+                continue
+            epochs = np.arange(start + 1, start + len(curve) + 1)
+            keep = epochs >= lo
+            if not keep.any():
+                continue
+            name = label if not train else f"{label} ({kind})"
+            if kind == "val":
+                ax.plot(epochs[keep], np.asarray(curve)[keep], style, color=color, markersize=3, label=name)
+            else:
+                ax.plot(epochs[keep], np.asarray(curve)[keep], style, color=color, alpha=0.8, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric if train else f"validation {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:
@@ -280,18 +293,24 @@ def plot_weight_shift(shift: dict[str, float], ax=None, title: str | None = None
 
 
 def plot_heatmap(values: np.ndarray, rows, cols, row_label: str, col_label: str, ax=None,
-                 title: str | None = None, fmt: str = "{:.2f}", best="max"):
+                 title: str | None = None, fmt: str = "{:.2f}", best="max",
+                 vmin: float | None = None, vmax: float | None = None, colorbar: bool = True):
     """Annotated heatmap (for example accuracy over depth x learning rate). Returns the figure.
 
     ``best`` is the cell drawn bold and outlined: ``"max"`` (the default) for the
     largest value, a ``(row, column)`` index (for example the cell chosen on
     validation, when ``values`` are test accuracies), or ``None`` for no cell.
+    ``vmin``/``vmax`` fix the colour scale (default: this map's own range); give
+    maps that are compared side by side the same pair, so equal colours mean equal
+    values and a difference of a few images does not span the whole scale.
     """
     from matplotlib.patches import Rectangle
 
     fig, ax = _axes(ax, (6, 4))
     values = np.asarray(values, dtype=float)
-    im = ax.imshow(values, cmap="viridis", aspect="auto", vmin=np.nanmin(values), vmax=np.nanmax(values))
+    vmin = np.nanmin(values) if vmin is None else vmin
+    vmax = np.nanmax(values) if vmax is None else vmax
+    im = ax.imshow(values, cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
     if isinstance(best, str) and best == "max":
         best = np.unravel_index(np.nanargmax(values), values.shape)
     best = tuple(int(i) for i in best) if best is not None else None
@@ -301,12 +320,13 @@ def plot_heatmap(values: np.ndarray, rows, cols, row_label: str, col_label: str,
         for j in range(values.shape[1]):
             weight = "bold" if (i, j) == best else "normal"
             ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9, weight=weight,
-                    color="black" if values[i, j] > np.nanmean(values) else "white")
+                    color="black" if values[i, j] > (vmin + vmax) / 2 else "white")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
-    fig.colorbar(im, ax=ax)
+    if colorbar:
+        fig.colorbar(im, ax=ax)
     if title:
         ax.set_title(title)
     return fig
@@ -376,14 +396,25 @@ def plot_cost(rows: list[dict], ax=None, title: str | None = None):
         label, color, _ = _METHOD_STYLE.get(r["method"], (r["method"], None, "o"))
         ax.errorbar([r["seconds"]], [r["accuracy"]], yerr=[[r["accuracy"] - r["low"]], [r["high"] - r["accuracy"]]],
                     color=color, marker=marks[datasets.index(r["dataset"]) % len(marks)], capsize=3,
-                    linestyle="none", label=f"{label}, {r['dataset']}")
+                    linestyle="none")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training seconds per run (median)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by_method = [Line2D([], [], color=_METHOD_STYLE.get(m, (m, "grey", "o"))[1] or "grey", marker="s",
+                        linestyle="none", label=_METHOD_STYLE.get(m, (m.replace("_", " "),))[0]) for m in methods]
+    by_data = [Line2D([], [], color="black", marker=marks[i % len(marks)], linestyle="none", label=d)
+               for i, d in enumerate(datasets)]
+    first = ax.legend(handles=by_method, title="colour: method", fontsize=8, title_fontsize=8,
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.add_artist(first)
+    ax.legend(handles=by_data, title="marker: dataset", fontsize=8, title_fontsize=8,
+              loc="lower left", bbox_to_anchor=(1.01, 0.0), borderaxespad=0)
     ax.set_title(title or "cost against accuracy")
     return fig
 
