@@ -4,7 +4,8 @@
   says "slide" keeps it; others become "-" (same slide) or "fragment";
 * solution cells (tag ``solution``) keep their input collapsed, and their stored outputs too
   (``jupyter.outputs_hidden``: JupyterLab shows a bar to click, not the answer);
-* the notebook metadata keeps only kernelspec, language_info name and jupytext;
+* the notebook metadata keeps only kernelspec, jupytext, widgets and the kernel's full language_info
+  (JupyterLab fills in a partial one when the kernel starts, and the notebook opened modified);
 * TensorFlow's C++ start-up log lines (absl "All log messages before ...", "I0000 ...
   cudart_stub ... Could not find cuda drivers") are removed from stderr outputs: no
   environment variable silences them in TF 2.21, and a learner reads red lines as an error;
@@ -22,6 +23,7 @@ Usage: python tools/notebook_meta.py NOTEBOOK.ipynb [...]
 from __future__ import annotations
 
 import json
+import platform
 import re
 import sys
 import os
@@ -46,6 +48,12 @@ _CACHE = os.environ.get("TLCOURSE_CACHE") or str(Path.home() / ".cache" / "tlcou
 #: the folder holding the executing virtualenv (``/home/me/tlcourse/.venv`` -> ``/home/me/tlcourse/``), when
 #: the notebook ran with a ``.venv`` of another checkout (a git worktree sharing one virtualenv)
 _VENV_HOME = str(Path(sys.prefix).parent) + "/" if Path(sys.prefix).name == ".venv" else _ROOT
+
+
+#: what ipykernel reports for this Python (used when a notebook's stored language_info is incomplete)
+_LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                  "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                  "pygments_lexer": "ipython3", "version": platform.python_version()}
 
 
 def _local_paths(text: str) -> str:
@@ -99,7 +107,10 @@ def normalise(path: str) -> None:
                 meta["jupyter"]["outputs_hidden"] = True   # the answer stays folded too
     # "widgets" holds the saved widget state, so a stored notebook shows its panels
     keep = {k: nb["metadata"][k] for k in ("kernelspec", "jupytext", "widgets") if k in nb["metadata"]}
-    keep["language_info"] = {"name": "python"}
+    # the kernel's full language_info, as JupyterLab writes it when the kernel starts: anything less
+    # (e.g. only the name) is "changed" by JupyterLab on opening, so the notebook opened modified (●)
+    info = nb["metadata"].get("language_info") or {}
+    keep["language_info"] = info if info.get("version") else _LANGUAGE_INFO
     nb["metadata"] = keep
     with open(path, "w", encoding="utf-8") as f:
         json.dump(nb, f, indent=1, ensure_ascii=False)

@@ -25,6 +25,8 @@ import pytest
 #: pictures per class, a stage-1 head trained on the frozen base's features), so that Run All
 #: takes seconds, not the minutes of the whole notebook 02.
 PANEL_NOTEBOOK = "panel.ipynb"
+#: the repository (the committed notebooks are copied next to the panel notebook)
+REPO = Path(__file__).resolve().parents[2]
 PANEL_CELLS = [
     "import tlcourse\n\nprint(tlcourse.setup_course(seed=0, threads=2))",
     """import types
@@ -135,7 +137,7 @@ def browser():
         # A persistent context is the way to give Chromium a fresh --user-data-dir.
         context = p.chromium.launch_persistent_context(
             profile, executable_path=exe, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000}, service_workers="block")
+            viewport={"width": 1366, "height": 768}, service_workers="block")
         try:
             yield context
         finally:
@@ -145,7 +147,8 @@ def browser():
 
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory):
-    """A token-less JupyterLab on 127.0.0.1 serving a temp folder with :data:`PANEL_NOTEBOOK`.
+    """A token-less JupyterLab on 127.0.0.1 serving a temp folder with :data:`PANEL_NOTEBOOK`
+    and copies of the committed notebooks (``NN_*.ipynb``, with ``results/``).
 
     Yields ``(base_url, root_dir)``. Nothing the browser saves can reach the repository.
     """
@@ -157,6 +160,9 @@ def lab_server(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in PANEL_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / PANEL_NOTEBOOK)
+    for stored in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):   # as committed, with outputs
+        shutil.copy(stored, root / stored.name)
+    shutil.copytree(REPO / "notebooks" / "results", root / "results", dirs_exist_ok=True)
     settings = tmp / "user-settings"
     for rel, value in LAB_SETTINGS.items():
         path = settings / rel
