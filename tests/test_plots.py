@@ -26,6 +26,17 @@ def test_pca_2d_finds_the_directions_of_largest_spread():
     np.testing.assert_allclose(plots.pca_2d(x[::-1])[::-1], proj, atol=1e-9)
 
 
+@pytest.mark.parametrize("shape", [(40, 500), (300, 20)])  # more pixels than images, and fewer
+def test_pca_2d_equals_scikit_learns_pca(shape):
+    from sklearn.decomposition import PCA
+
+    x = np.random.default_rng(1).normal(size=shape).astype("float32") * np.linspace(3, 0.1, shape[1])
+    reference = PCA(n_components=2, svd_solver="full").fit_transform(x.astype("float64"))
+    proj = plots.pca_2d(x)
+    for k in range(2):
+        np.testing.assert_allclose(np.abs(proj[:, k]), np.abs(reference[:, k]), rtol=1e-6, atol=1e-8)
+
+
 def test_plot_confusion_counts_each_true_and_predicted_pair():
     y_true = [0, 0, 1, 2, 2, 2]
     y_pred = [0, 1, 1, 2, 2, 0]
