@@ -38,9 +38,10 @@ def test_depth_slider_snaps_to_blocks_and_shows_trainable_params_live(lab):
     panel.train_button.click()  # the label and the report count the same weights
     assert panel.result.trainable_params == lab.total_trainable_params(3)
     panel.depth.value = 1
-    assert "head … head" not in panel.params_label.value and "1 block of the base (head)" in panel.params_label.value
+    assert "head … head" not in panel.params_label.value and "1 block (head) + the classifier" in panel.params_label.value
+    assert "white-space:nowrap" in panel.params_label.value   # one line at 1366 px, not "+ the / classifier"
     panel.depth.value = 0
-    assert "feature extraction" in panel.params_label.value
+    assert "only the classifier" in panel.params_label.value
 
 
 def test_learning_rate_slider_is_log_scale(lab):
@@ -64,6 +65,26 @@ def test_clicking_train_runs_the_computation_and_reports(lab):
     assert "baseline" in panel.status.value and "block_15" in panel.status.value
     assert not panel.train_button.disabled
     assert lab.runs[-1] is r
+    # validation against the validation baseline; the test set only on request
+    assert f"validation accuracy {r.val_accuracy:.3f}" in panel.status.value
+    assert "baseline (validation) 0.350" in panel.status.value
+    assert "test" not in panel.status.value.replace("Check on test", "")
+    assert f"{r.test_accuracy:.3f}" not in panel.test_status.value and not panel.test_button.disabled
+    panel.test_button.click()
+    assert f"test accuracy of depth 2, learning rate 1e-03: {r.test_accuracy:.3f}" in panel.test_status.value
+    assert "baseline 0.330" in panel.test_status.value
+
+
+def test_depth_zero_says_why_it_is_not_the_baseline(lab):
+    r = lab.train(0, 1e-3, epochs=1)
+    assert "depth 0 is not the baseline itself" in lab.describe(r)
+
+
+def test_panel_reads_as_text_without_a_kernel(lab):
+    bundle = widgets.fine_tune_panel(lab)._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/plain"].startswith("[fine-tuning panel") and "VBox" not in data["text/plain"]
 
 
 def test_a_failing_click_is_shown_in_the_panel_not_raised(lab, monkeypatch):

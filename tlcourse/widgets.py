@@ -10,7 +10,7 @@ import numpy as np
 
 from .training import FineTuneData, FineTuneResult, fine_tune, trainable_params_at_depth
 
-__all__ = ["FineTuneLab", "FineTunePanel", "fine_tune_panel"]
+__all__ = ["FineTuneLab", "FineTunePanel", "fine_tune_panel", "example_figure"]
 
 
 class FineTuneLab:
@@ -55,19 +55,77 @@ class FineTuneLab:
         self.runs.append(result)
         return result
 
+    @property
+    def baseline_val_accuracy(self) -> float | None:
+        """The feature-extraction baseline's validation accuracy (last epoch), if known."""
+        b = self.baseline
+        if b is None:
+            return None
+        if getattr(b, "val_accuracy", None) is not None:
+            return float(b.val_accuracy)
+        curve = getattr(b, "history", b if isinstance(b, dict) else {}).get("val_accuracy")
+        return float(curve[-1]) if curve else None
+
+    def where(self, depth: int) -> str:
+        """What trains at ``depth``, in a few words (for a label that must not wrap)."""
+        names = self.blocks_at_depth(depth)
+        if depth == 0:
+            return "only the classifier (it keeps training from the stage-1 head)"
+        span = names[0] if depth == 1 else f"{names[0]} … {names[-1]}"
+        return f"{depth} block{'s' if depth != 1 else ''} ({span}) + the classifier"
+
     def describe(self, result: FineTuneResult) -> str:
-        """A short text report of one run against the baseline."""
-        lines = [result.summary(),
-                 f"trained blocks: {', '.join(result.trained_blocks) or 'none (head only)'}",
-                 f"trainable parameters: {result.trainable_params:,}",
-                 f"time: {result.seconds + result.cache_seconds:.1f} s (training {result.seconds:.1f} s, "
-                 f"activations at the cut {result.cache_seconds:.1f} s)"]
+        """A short text report of one run against the baseline, on **validation** data.
+
+        The test accuracy is left out on purpose: settings are chosen on validation;
+        :meth:`describe_test` reports the test set, once, for the final pick.
+        """
+        n_val = len(self.data.y_val)
+        lines = [f"depth {result.blocks}, learning rate {result.learning_rate:.0e}, {result.epochs} epochs: "
+                 f"validation accuracy {result.val_accuracy:.3f}"]
+        base_val = self.baseline_val_accuracy
+        if base_val is not None:
+            delta = result.val_accuracy - base_val
+            lines.append(f"feature-extraction baseline (validation) {base_val:.3f}: "
+                         f"{'+' if delta >= 0 else ''}{delta:.3f}, {round(delta * n_val):+d} of {n_val} images")
+        if result.blocks == 0:
+            lines.append("depth 0 is not the baseline itself: the stage-1 head trains for more epochs, "
+                         "so it may differ by a few images")
+        lines += [f"trainable parameters: {result.trainable_params:,} ({self.where(result.blocks)})",
+                  f"time: {result.seconds + result.cache_seconds:.1f} s (training {result.seconds:.1f} s, "
+                  f"activations at the cut {result.cache_seconds:.1f} s)"]
+        return "\n".join(lines)
+
+    def describe_test(self, result: FineTuneResult) -> str:
+        """The test accuracy of ``result`` against the baseline's (for the setting finally chosen)."""
+        text = (f"test accuracy of depth {result.blocks}, learning rate {result.learning_rate:.0e}: "
+                f"{result.test_accuracy:.3f}")
         base_acc = getattr(self.baseline, "test_accuracy", None)
         if base_acc is not None:
             delta = result.test_accuracy - base_acc
-            lines.append(f"feature-extraction baseline test accuracy {base_acc:.3f} "
-                         f"({'+' if delta >= 0 else ''}{delta:.3f})")
-        return "\n".join(lines)
+            text += f" (feature-extraction baseline {base_acc:.3f}, {'+' if delta >= 0 else ''}{delta:.3f})"
+        return text
+
+
+def example_figure(lab: FineTuneLab, result: FineTuneResult, figsize=(9.5, 3.0)):
+    """What a Train click draws for ``result``: validation accuracy of the baseline's last
+    epochs and of stage 2 (left), the forgetting meter (right). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_history, plot_weight_shift
+
+    fig, axes = plt.subplots(1, 2, figsize=figsize, gridspec_kw={"width_ratios": [1, 1.4]})
+    curves = {}
+    start = 0
+    if lab.baseline is not None:
+        curves["feature extraction"] = lab.baseline
+        start = len(getattr(lab.baseline, "history", {}).get("val_accuracy", []))
+    curves[f"depth {result.blocks}, lr {result.learning_rate:.0e}"] = (result.history, start)
+    plot_history(curves, ax=axes[0], title="validation accuracy", train=False,
+                 first_epoch=max(1, start - 2))
+    plot_weight_shift(result.shift or {b.name: 0.0 for b in lab.blocks}, ax=axes[1], title="forgetting meter")
+    fig.tight_layout()
+    return fig
 
 
 def _params_text(n: int) -> str:
@@ -88,77 +146,81 @@ class FineTunePanel:
         self.lab = lab
         self.result: FineTuneResult | None = None
         self.error: Exception | None = None
+        style = {"description_width": "90px"}
         self.depth = w.IntSlider(value=depth, min=0, max=lab.max_depth, step=1, description="unfreeze",
-                                 continuous_update=True, style={"description_width": "90px"},
-                                 layout=w.Layout(width="420px"))
+                                 continuous_update=True, style=style, layout=w.Layout(width="420px"))
         self.learning_rate = w.FloatLogSlider(value=learning_rate, base=10, min=-6, max=-1, step=0.25,
                                               description="learning rate", readout_format=".0e",
-                                              style={"description_width": "90px"},
-                                              layout=w.Layout(width="420px"))
+                                              style=style, layout=w.Layout(width="420px"))
         self.epochs = w.BoundedIntText(value=epochs, min=1, max=50, description="epochs",
-                                       style={"description_width": "90px"}, layout=w.Layout(width="180px"))
+                                       style=style, layout=w.Layout(width="180px"))
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
-        self.params_label = w.HTML()
+        self.test_button = w.Button(description="Check on test", icon="flag-checkered", disabled=True,
+                                    tooltip="Look at the test set once, for the setting you finally pick")
+        nowrap = w.Layout(width="auto", margin="0 0 0 98px")   # under the sliders, one line
+        self.params_label = w.HTML(layout=nowrap)
         self.status = w.HTML()
+        self.test_status = w.HTML(value="<i>Choose on validation; press <b>Check on test</b> once, "
+                                        "for your final pick.</i>")
         self.output = w.Output()
+        for widget, name in ((self.params_label, "params"), (self.status, "status"), (self.output, "output"),
+                             (self.test_status, "test-status")):
+            widget.add_class(f"tlcourse-panel-{name}")   # for the browser test and for styling
         self.depth.observe(self._on_depth, names="value")
         self.train_button.on_click(self._on_train)
+        self.test_button.on_click(self._on_test)
         self._on_depth()
-        self.widget = w.VBox([w.HBox([self.depth, self.params_label]), self.learning_rate,
-                              w.HBox([self.epochs, self.train_button]), self.status, self.output])
+        self.widget = w.VBox([self.depth, self.params_label, self.learning_rate,
+                              w.HBox([self.epochs, self.train_button, self.test_button]),
+                              self.status, self.output, self.test_status])
 
     def _on_depth(self, change=None) -> None:
         d = self.depth.value
-        names = self.lab.blocks_at_depth(d)
-        if d == 0:
-            where = "feature extraction: only the classifier trains"
-        else:
-            span = names[0] if d == 1 else f"{names[0]} … {names[-1]}"
-            where = f"{d} block{'s' if d != 1 else ''} of the base ({span}) + the classifier"
-        self.params_label.value = (f"<b>{_params_text(self.lab.total_trainable_params(d))}</b> trainable "
-                                   f"params: {where}")
+        self.params_label.value = (f"<span style='white-space:nowrap'><b>"
+                                   f"{_params_text(self.lab.total_trainable_params(d))}</b> trainable params: "
+                                   f"{self.lab.where(d)}</span>")
 
     def _on_train(self, button=None) -> None:
         self.train_button.disabled = True
+        self.test_button.disabled = True
         self.error = None
         self.status.value = "training…"
         try:
             self.result = self.lab.train(self.depth.value, float(self.learning_rate.value),
                                          int(self.epochs.value))
             self.status.value = "<pre>" + self.lab.describe(self.result) + "</pre>"
+            self.test_status.value = ("<i>Test accuracy hidden: choose on validation; press <b>Check on "
+                                      "test</b> once, for your final pick.</i>")
             self._draw()
+            self.test_button.disabled = False
         except Exception as error:  # show it in the panel; a lecture must not stop
             self.error = error
             self.status.value = f"<b style='color:#b00'>{type(error).__name__}: {error}</b>"
         finally:
             self.train_button.disabled = False
 
+    def _on_test(self, button=None) -> None:
+        if self.result is not None:
+            self.test_status.value = f"<pre>{self.lab.describe_test(self.result)}</pre>"
+
     def _draw(self) -> None:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        from .plots import plot_history, plot_weight_shift
-
-        r = self.result
         self.output.clear_output(wait=True)
         with self.output:
-            fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 1.4]})
-            curves = {}
-            if self.lab.baseline is not None:
-                curves["feature extraction"] = self.lab.baseline
-            start = len(getattr(self.lab.baseline, "history", {}).get("val_accuracy", [])) \
-                if self.lab.baseline is not None else 0
-            curves[f"depth {r.blocks}, lr {r.learning_rate:.0e}"] = (r.history, start)
-            plot_history(curves, ax=axes[0], title="validation accuracy")
-            plot_weight_shift(r.shift or {b.name: 0.0 for b in self.lab.blocks}, ax=axes[1])
-            fig.tight_layout()
+            fig = example_figure(self.lab, self.result)
             display(fig)
             plt.close(fig)
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view, with a plain-text stand-in that says what it is (not ``VBox(...)``)."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = ("[fine-tuning panel: sliders 'unfreeze' and 'learning rate', a Train button; "
+                                  "run the notebook to use it]")
+        return bundle
 
 
 def fine_tune_panel(lab: FineTuneLab, **kwargs) -> FineTunePanel:

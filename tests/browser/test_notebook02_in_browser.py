@@ -112,13 +112,15 @@ def _panel(page):
         "depth": depth,
         "depth_handle": depth.locator(".noUi-handle"),
         "depth_readout": depth.locator(".widget-readout"),
-        "params": page.locator(".widget-hbox", has=depth).locator(".widget-html"),
+        "params": box.locator(".tlcourse-panel-params"),
         "lr": lr,
         "lr_handle": lr.locator(".noUi-handle"),
         "lr_readout": lr.locator(".widget-readout"),
         "train": box.locator("button.widget-button", has_text="Train"),
-        "status": box.locator(":scope > .widget-html"),
-        "output": box.locator(":scope > .widget-output"),
+        "status": box.locator(".tlcourse-panel-status"),
+        "output": box.locator(".tlcourse-panel-output"),
+        "test": box.locator("button.widget-button", has_text="Check on test"),
+        "test_status": box.locator(".tlcourse-panel-test-status"),
     }
 
 
@@ -174,13 +176,15 @@ def test_notebook02_panel_in_jupyterlab(lab_server, browser):
         # 2. The depth slider answers the keyboard, and the kernel answers the slider:
         #    the params label (computed in Python) follows the depth.
         label_2 = _text(ui["params"])
-        assert re.search(r"\b2 blocks of the base", label_2), label_2
+        assert re.search(r"\b2 blocks \(", label_2), label_2
         _press_until(page, ui["depth_handle"], "ArrowRight", ui["depth_readout"], "3")
         label_3 = _wait(page, lambda: (t := _text(ui["params"])) != label_2 and t, 30,
                         "the params label to follow depth 3")
-        assert re.search(r"\b3 blocks of the base", label_3) and "trainable" in label_3, label_3
+        assert re.search(r"\b3 blocks \(", label_3) and "trainable" in label_3, label_3
+        height = ui["params"].bounding_box()["height"]
+        assert height < 30, f"the params label wraps at 1366 px ({height:.0f} px high): {label_3!r}"
         _press_until(page, ui["depth_handle"], "ArrowLeft", ui["depth_readout"], "1")
-        label_1 = _wait(page, lambda: re.search(r"\b1 block of the base", t := _text(ui["params"])) and t, 30,
+        label_1 = _wait(page, lambda: re.search(r"\b1 block \(", t := _text(ui["params"])) and t, 30,
                         "the params label to follow depth 1")
         n = {}
         for lbl in (label_1, label_3):
@@ -200,12 +204,18 @@ def test_notebook02_panel_in_jupyterlab(lab_server, browser):
         start = time.monotonic()
         new_report = _wait(page, report, TRAIN_TIMEOUT, "the report after Train")
         print(f"Train at depth 1 answered in {time.monotonic() - start:.0f} s")
-        assert re.search(r"depth\s+1\s+lr " + re.escape(lr_text), new_report), new_report
+        assert re.search(r"depth 1, learning rate " + re.escape(lr_text), new_report), new_report
+        assert "validation" in new_report and "test" not in new_report, new_report   # choose on validation
         assert "Error" not in new_report, new_report
         _wait(page, lambda: (src := ui["output"].locator("img").first.get_attribute("src")) and src != old_img,
               60, "a new plot in the panel's output")
         # Train re-enables itself last (after the report and the plot), so wait for it.
         _wait(page, lambda: ui["train"].is_enabled(), 30, "the Train button to be enabled again")
+        # 5. The test set only on request, for the final pick.
+        assert "test accuracy of" not in _text(ui["test_status"])
+        ui["test"].click()
+        _wait(page, lambda: "test accuracy of depth 1" in _text(ui["test_status"]), 30,
+              "the test accuracy after 'Check on test'")
         assert "Error displaying widget" not in page.locator("body").inner_text()
         if os.environ.get("TLCOURSE_BROWSER_SCREENSHOTS"):
             ui["depth"].scroll_into_view_if_needed()
