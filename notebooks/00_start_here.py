@@ -62,7 +62,8 @@ print("no check failed")
 #
 # **Do the widgets work?** Move the slider: the text should follow. If you see "Error
 # displaying widget" instead, see *Troubleshooting* in the README (usually: restart JupyterLab,
-# reload the page).
+# reload the page). Before you run it, a stored copy shows the text `HBox(...)` where the slider
+# belongs, unless the notebook is trusted (`jupyter trust notebooks/*.ipynb`, see the README).
 
 # %% tags=["nbval-ignore-output"]
 import ipywidgets as w
