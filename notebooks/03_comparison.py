@@ -482,26 +482,45 @@ print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
-#
-# **Exercise 1.** How many test images would you need to detect a **2-point** difference with
-# 80 % power, at the disagreement rate measured on clip art (section 7)?
+# Exercises 1 and 2 end with a **check** cell: run it after your answer, and it says what is wrong
+# and how to fix it, or confirms what it checked; `checks.power_images.hint()` (and so on) gives
+# one step without the answer. Solutions are collapsed under each exercise.
+
+# %%
+from tlcourse import checks
+
+# %% [markdown]
+# **Exercise 1.** How many test images (`need`) would you need to detect a **2-point** difference
+# with 80 % power, at the disagreement rate measured on clip art (section 7)?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
+### BEGIN SOLUTION
 for n in (450, 1000, 1500, 2000, 3000):
     print(f"{n:5d} images: power {stats.mcnemar_power(n, discord['clipart'], 0.02):.2f}")
 need = next(n for n in range(100, 20000, 100) if stats.mcnemar_power(n, discord["clipart"], 0.02) >= 0.8)
 print(f"answer: about {need:,} test images, {need / 450:.0f} times the whole clip-art pool")
+### END SOLUTION
+
+# %% tags=["check"]
+checks.power_images(need, discord["clipart"])
 
 # %% [markdown]
-# **Exercise 2.** Section 6 drops one seed at a time. Drop seed 4 yourself and compute fine tuning
-# minus feature extraction on clip art with all labels. How far does the estimate move, and is
-# it still inside the interval computed with all five seeds?
+# **Exercise 2.** Section 6 drops one seed at a time. Drop seed 4 yourself (a `stats.Comparison`
+# called `four`) and compute fine tuning minus feature extraction on clip art with all labels
+# (`without4`). How far does the estimate move, and is it still inside the interval computed with
+# all five seeds?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
+### BEGIN SOLUTION
 four = stats.Comparison([r for r in compare if r["dataset"] == "clipart"], pools["clipart"].y,
                         pools["clipart"].groups, n=10000, drop_seed=4)
 full = analysis["clipart"].difference(FT, FE, None)
-print(f"five seeds {fmt(full, signed=True)}; without seed 4 {fmt(four.difference(FT, FE, None), signed=True)}")
+without4 = four.difference(FT, FE, None)
+print(f"five seeds {fmt(full, signed=True)}; without seed 4 {fmt(without4, signed=True)}")
+### END SOLUTION
+
+# %% tags=["check"]
+checks.drop_seed(four, without4)
 
 # %% [markdown]
 # **Exercise 3.** The interval of section 5 resamples drawing *groups*. Treat every picture as

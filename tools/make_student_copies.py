@@ -1,211 +1,184 @@
-"""Write student copies of the notebooks: exercises kept, solutions removed.
+"""The notebooks' exercises as nbgrader assignments: a thin wrapper over ``nbgrader``.
 
-The notebooks in ``notebooks/NN_*.ipynb`` carry each exercise's solution in a
-code cell tagged ``solution`` (its input collapsed). A student copy, written to
-``student/NN_*.ipynb`` (gitignored), is the same notebook with
+One source gives the learner's notebook, the lecturer's assignment and the autograder.
+In ``notebooks/NN_*.py`` (and so in the executed ``.ipynb``):
 
-* each solution code cell's source replaced by ``# Your solution here``, its
-  outputs and execution count cleared and its input no longer collapsed;
-* each markdown cell tagged ``solution`` dropped;
-* every other cell unchanged (outputs included).
+* a **solution** cell is a code cell tagged ``solution``, its answer between the lines
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (a solution without them is replaced whole);
+* a **check** cell is a code cell tagged ``check`` that calls one of ``tlcourse.checks``
+  (``checks.unfreeze(model5, base, head)``): the learner runs it, the autograder grades it.
 
-The JSON is written deterministically (cell and key order kept, indent=1,
-UTF-8, trailing newline), so regenerating gives identical bytes.
+:func:`nbgrader_cells` turns those tags into nbgrader's cell metadata (``tools/notebook_meta.py``
+calls it on every build, so the committed notebooks carry it): a solution cell becomes an
+autograded answer (``solution``), a check cell a locked, graded test cell worth 1 point (a tag
+``points-N`` gives N). This script then lays out an nbgrader course folder and runs
+``nbgrader generate_assignment`` on it::
 
-Usage (from the repository root)::
+    python tools/make_student_copies.py                 # every notebook -> course/release/NN_name/
+    python tools/make_student_copies.py 01 02 --course /srv/course
 
-    python tools/make_student_copies.py            # write student/NN_*.ipynb
-    python tools/make_student_copies.py --check    # verify, write nothing
-    python tools/make_student_copies.py notebooks/01_feature_extraction.ipynb
-
-``--check`` verifies, for every notebook: at least one exercise (a markdown cell
-with ``**Exercise N.**`` or an ``Exercise`` heading) and one solution cell; no
-line of any solution's source in the student copy (lines that also occur in the
-notebook's other cells, e.g. ``keras.utils.set_random_seed(0)``, and blank lines
-are not evidence of a leak); identical output when generated twice. It exits 1
-on a problem. A student copy already in ``student/`` that differs from a fresh
-one is reported as stale (a note, not a failure: the folder is not versioned).
+For each notebook ``NN_name`` it copies the notebook to ``COURSE/source/NN_name/NN_name.ipynb``,
+writes ``COURSE/nbgrader_config.py`` when there is none (cell timeout 900 s: the notebooks train),
+and runs ``nbgrader generate_assignment NN_name --force`` in ``COURSE``: the student version
+(solutions replaced by ``# YOUR CODE HERE`` / ``raise NotImplementedError()``, outputs cleared,
+check cells locked) lands in ``COURSE/release/NN_name/``. INSTRUCTORS.md walks through release,
+collect, autograde and feedback. It exits 1 (and says why) on a notebook without check cells or
+when nbgrader fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
-PLACEHOLDER = "# Your solution here"
-SOLUTION_TAG = "solution"
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
-_EXERCISE = re.compile(r"(\*\*Exercise\s+\d+|^#+\s*Exercises?\b)", re.MULTILINE)
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_CHECK_CALL = re.compile(r"^checks\.(\w+)\(", re.MULTILINE)
+CONFIG = '''# nbgrader configuration of the tlcourse exercises (written by tools/make_student_copies.py)
+c = get_config()  # noqa: F821
+c.Execute.timeout = 900            # seconds per cell: the notebooks train networks
+c.Execute.interrupt_on_timeout = True
+'''
 
 
 def _text(source) -> str:
     return "".join(source) if isinstance(source, list) else (source or "")
 
 
-def is_solution(cell: dict) -> bool:
-    """True for a cell tagged ``solution``."""
-    return SOLUTION_TAG in (cell.get("metadata", {}).get("tags") or [])
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags") or []
 
 
-def is_exercise(cell: dict) -> bool:
-    """True for a markdown cell that states an exercise (``**Exercise N.**``)."""
-    return (cell.get("cell_type") == "markdown" and not is_solution(cell)
-            and bool(re.search(r"\*\*Exercise\s+\d+", _text(cell.get("source")))))
+def nbgrader_cells(nb: dict) -> dict:
+    """Set nbgrader's metadata from the cells' tags (in place; returns ``nb``).
+
+    A ``check`` cell calling ``checks.NAME(...)`` becomes the graded, locked test cell
+    ``NAME`` (1 point, or N with a tag ``points-N``); the last ``solution`` cell before it
+    becomes the answer cell ``NAME_answer``; any other ``solution`` cell becomes an answer
+    cell ``solution_K``. Every other cell loses nbgrader metadata it may have had, and so does
+    every cell of a notebook without check cells.
+    """
+    last_solution = None
+    plain = 0
+    graded = is_assignment(nb)
+    for cell in nb.get("cells", []):
+        meta = cell.setdefault("metadata", {})
+        meta.pop("nbgrader", None)
+        tags = _tags(cell)
+        if not graded:
+            continue  # a notebook without check cells (00) is no assignment
+        if "solution" in tags:
+            plain += 1
+            meta["nbgrader"] = {"grade": False, "grade_id": f"solution_{plain}", "locked": False,
+                                "schema_version": 3, "solution": True, "task": False}
+            last_solution = cell
+        elif "check" in tags and cell.get("cell_type") == "code":
+            found = _CHECK_CALL.search(_text(cell.get("source")))
+            if not found:
+                raise ValueError(f"a cell tagged 'check' calls no checks.NAME(...): {_text(cell.get('source'))[:60]!r}")
+            points = next((int(t[len("points-"):]) for t in tags if re.fullmatch(r"points-\d+", t)), 1)
+            meta["nbgrader"] = {"grade": True, "grade_id": found.group(1), "locked": True, "points": points,
+                                "schema_version": 3, "solution": False, "task": False}
+            if last_solution is not None:
+                last_solution["metadata"]["nbgrader"]["grade_id"] = f"{found.group(1)}_answer"
+            last_solution = None
+    return nb
 
 
-def make_student(nb: dict) -> dict:
-    """Return the student copy of a notebook (a new dict; ``nb`` is not changed)."""
-    out = copy.deepcopy(nb)
-    cells = []
-    for cell in out.get("cells", []):
-        if not is_solution(cell):
-            cells.append(cell)
-            continue
-        if cell.get("cell_type") != "code":
-            continue  # a markdown (or raw) solution is dropped
-        src = cell.get("source")
-        cell["source"] = [PLACEHOLDER] if isinstance(src, list) else PLACEHOLDER
-        cell["outputs"] = []
-        cell["execution_count"] = None
-        meta = cell.get("metadata", {})
-        jup = meta.get("jupyter")
-        if isinstance(jup, dict):
-            jup.pop("source_hidden", None)
-            jup.pop("outputs_hidden", None)
-            if not jup:
-                del meta["jupyter"]
-        cells.append(cell)
-    out["cells"] = cells
+def problems(nb: dict) -> list[str]:
+    """What keeps a notebook from being a sound assignment (empty list: none)."""
+    out = []
+    cells = nb.get("cells", [])
+    ids = [c["metadata"]["nbgrader"]["grade_id"] for c in cells if "nbgrader" in c.get("metadata", {})]
+    if len(ids) != len(set(ids)):
+        out.append(f"repeated nbgrader grade ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    for c in cells:
+        nbg = c.get("metadata", {}).get("nbgrader", {})
+        src = _text(c.get("source"))
+        if nbg.get("grade_id", "").endswith("_answer") and not (BEGIN in src and END in src):
+            out.append(f"answer cell {nbg['grade_id']} lacks the '{BEGIN}' / '{END}' lines")
     return out
 
 
-def dumps(nb: dict) -> str:
-    """Deterministic notebook JSON: order kept, indent=1, UTF-8, trailing newline."""
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+def notebooks(names: list[str]) -> list[Path]:
+    """The course notebooks ``notebooks/NN_*.ipynb`` whose number or name is in ``names`` (all if empty)."""
+    found = sorted((ROOT / "notebooks").glob(NOTEBOOK_GLOB))
+    if not names:
+        return found
+    picked = [p for p in found if p.stem[:2] in names or p.stem in names or str(p) in names]
+    missing = set(names) - {p.stem[:2] for p in picked} - {p.stem for p in picked} - {str(p) for p in picked}
+    if missing:
+        raise SystemExit(f"no notebook {', '.join(sorted(missing))} in notebooks/ "
+                         f"(there are {', '.join(p.stem for p in found)})")
+    return picked
 
 
-def _lines(text: str) -> set[str]:
-    return {ln.strip() for ln in text.splitlines() if ln.strip()}
+def is_assignment(nb: dict) -> bool:
+    """True for a notebook with at least one check cell (00 has exercises but nothing graded)."""
+    return any("check" in _tags(c) for c in nb.get("cells", []))
 
 
-def _all_text(nb: dict, skip_solutions: bool = False) -> str:
-    """Every cell's source and text outputs, joined."""
-    parts = []
-    for cell in nb.get("cells", []):
-        if skip_solutions and is_solution(cell):
+def prepare_course(course: Path, paths: list[Path]) -> list[str]:
+    """Copy each notebook with check cells into ``course/source/NAME/`` (nbgrader metadata set)
+    and write the course's ``nbgrader_config.py`` if it has none; return the assignment names."""
+    course.mkdir(parents=True, exist_ok=True)
+    config = course / "nbgrader_config.py"
+    if not config.exists():
+        config.write_text(CONFIG, encoding="utf-8")
+    names = []
+    for path in paths:
+        nb = nbgrader_cells(json.loads(path.read_text(encoding="utf-8")))
+        if not is_assignment(nb):
+            print(f"skipped {path.stem}: no check cell, nothing to grade")
             continue
-        parts.append(_text(cell.get("source")))
-        for o in cell.get("outputs", []) or []:
-            parts.append(_text(o.get("text")))
-            for value in (o.get("data") or {}).values():
-                if isinstance(value, (str, list)):
-                    parts.append(_text(value))
-    return "\n".join(parts)
+        found = problems(nb)
+        if found:
+            raise SystemExit(f"{path.name}: " + "; ".join(found))
+        for cell in nb["cells"]:   # in the student version an answer cell is open, ready to type into
+            if cell["metadata"].get("nbgrader", {}).get("solution"):
+                cell["metadata"].pop("jupyter", None)
+        target = course / "source" / path.stem / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        names.append(path.stem)
+    return names
 
 
-def check_notebook(nb: dict, student: dict | None = None) -> list[str]:
-    """Problems with a notebook and its student copy (empty list: all good)."""
-    problems = []
-    cells = nb.get("cells", [])
-    if not any(is_exercise(c) for c in cells):
-        problems.append("no exercise (a markdown cell with '**Exercise N.**')")
-    solutions = [c for c in cells if is_solution(c) and c.get("cell_type") == "code"]
-    if not solutions:
-        problems.append(f"no solution cell (a code cell tagged '{SOLUTION_TAG}')")
-    student = make_student(nb) if student is None else student
-    shared = _lines(_all_text(nb, skip_solutions=True))
-    present = _lines(_all_text(student))
-    for i, cell in enumerate(c for c in cells if is_solution(c)):
-        leaked = sorted((_lines(_text(cell.get("source"))) - shared) & present)
-        if leaked:
-            problems.append(f"solution {i + 1} leaks into the student copy: {leaked[0]!r}"
-                            + (f" (+{len(leaked) - 1} more lines)" if len(leaked) > 1 else ""))
-    for c in student.get("cells", []):
-        if is_solution(c) and (c.get("outputs") or _text(c.get("source")).strip() != PLACEHOLDER):
-            problems.append("a solution cell in the student copy still has source or outputs")
-            break
-    fresh = dumps(make_student(nb))
-    if fresh != dumps(make_student(copy.deepcopy(nb))):
-        problems.append("generating the student copy twice gives different output")
-    elif dumps(student) != fresh:
-        problems.append("the student copy differs from a freshly generated one")
-    return problems
-
-
-def notebooks(folder: Path) -> list[Path]:
-    """The course notebooks ``NN_*.ipynb`` in ``folder``, in name order."""
-    return sorted(folder.glob(NOTEBOOK_GLOB))
-
-
-def write_copies(paths: list[Path], out_dir: Path) -> list[Path]:
-    """Write each notebook's student copy into ``out_dir``; return the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in paths:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        target = out_dir / path.name
-        target.write_text(dumps(make_student(nb)), encoding="utf-8", newline="\n")
-        written.append(target)
-    return written
-
-
-def check(paths: list[Path], out_dir: Path, stream=None) -> int:
-    """Run the checks on every notebook; print a line each; return the exit status."""
-    stream = stream or sys.stdout
-    if not paths:
-        print("no notebooks found", file=stream)
-        return 1
-    status = 0
-    for path in paths:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        text = dumps(make_student(nb))
-        problems = check_notebook(nb, json.loads(text))
-        if text != dumps(make_student(json.loads(path.read_text(encoding="utf-8")))):
-            problems.append("generating the student copy twice gives different output")
-        n_ex = sum(is_exercise(c) for c in nb["cells"])
-        n_sol = sum(is_solution(c) and c.get("cell_type") == "code" for c in nb["cells"])
-        if problems:
-            status = 1
-            print(f"FAIL  {path.name}", file=stream)
-            for p in problems:
-                print(f"      {p}", file=stream)
-        else:
-            print(f"OK    {path.name}: {n_ex} exercise(s), {n_sol} solution(s) removed",
-                  file=stream)
-        existing = out_dir / path.name
-        if existing.is_file() and existing.read_text(encoding="utf-8") != text:
-            print(f"      note: {existing} is stale; run python tools/make_student_copies.py",
-                  file=stream)
-    return status
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in the course folder (this Python's nbgrader); raise with its log on failure."""
+    # nbgrader runs its database migrations with the `alembic` command: this Python's scripts first on PATH
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True,
+                          env=env)
+    if done.returncode:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("notebooks", nargs="*", type=Path,
-                    help=f"notebooks (default: notebooks/{NOTEBOOK_GLOB})")
-    ap.add_argument("--out", type=Path, default=ROOT / "student",
-                    help="output folder (default: student/)")
-    ap.add_argument("--check", action="store_true",
-                    help="verify exercises, solutions and determinism; write nothing")
+    ap.add_argument("notebooks", nargs="*", help="numbers or names (default: every notebook)")
+    ap.add_argument("--course", type=Path, default=ROOT / "course",
+                    help="the nbgrader course folder (default: course/, not versioned)")
     args = ap.parse_args(argv)
-    paths = list(args.notebooks) or notebooks(ROOT / "notebooks")
-    if args.check:
-        return check(paths, args.out)
-    if not paths:
-        print("no notebooks found", file=sys.stderr)
+    if importlib.util.find_spec("nbgrader") is None:
+        print("nbgrader is not installed: pip install -e '.[classroom]'", file=sys.stderr)
         return 1
-    for path in paths:
-        problems = check_notebook(json.loads(path.read_text(encoding="utf-8")))
-        if problems:
-            print(f"{path}: " + "; ".join(problems), file=sys.stderr)
+    names = prepare_course(args.course.resolve(), notebooks(args.notebooks))
+    for name in names:
+        try:
+            nbgrader(args.course.resolve(), "generate_assignment", name, "--force")
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
             return 1
-    for target in write_copies(paths, args.out):
-        print(f"wrote {target}")
+        print(f"released {name}: {args.course / 'release' / name / (name + '.ipynb')}")
     return 0
 
 

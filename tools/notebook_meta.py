@@ -6,6 +6,8 @@
   (``jupyter.outputs_hidden``: JupyterLab shows a bar to click, not the answer);
 * the notebook metadata keeps only kernelspec, jupytext, widgets and the kernel's full language_info
   (JupyterLab fills in a partial one when the kernel starts, and the notebook opened modified);
+* cells tagged ``solution`` / ``check`` get nbgrader's metadata (answer cell / graded test
+  cell), from ``tools/make_student_copies.py``'s ``nbgrader_cells``;
 * TensorFlow's C++ start-up log lines (absl "All log messages before ...", "I0000 ...
   cudart_stub ... Could not find cuda drivers") are removed from stderr outputs: no
   environment variable silences them in TF 2.21, and a learner reads red lines as an error;
@@ -28,6 +30,9 @@ import re
 import sys
 import os
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_student_copies import nbgrader_cells  # noqa: E402
 
 _ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 _HOME = str(Path.home())
@@ -105,6 +110,7 @@ def normalise(path: str) -> None:
             meta.setdefault("jupyter", {})["source_hidden"] = True
             if cell.get("cell_type") == "code" and cell.get("outputs"):
                 meta["jupyter"]["outputs_hidden"] = True   # the answer stays folded too
+    nbgrader_cells(nb)   # solution/check tags -> nbgrader's cell metadata (tools/make_student_copies.py)
     # "widgets" holds the saved widget state, so a stored notebook shows its panels
     keep = {k: nb["metadata"][k] for k in ("kernelspec", "jupytext", "widgets") if k in nb["metadata"]}
     # the kernel's full language_info, as JupyterLab writes it when the kernel starts: anything less
