@@ -108,7 +108,7 @@ pictures = {"photo: chelsea": photos.chelsea(), "photo: coffee": photos.coffee()
 batch = np.stack([backbones.prepare_image(img, 224) for img in pictures.values()])
 top3 = backbones.decode_predictions(classifier.predict(batch, verbose=0), top=3)
 
-fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
 for ax, (title, img), preds in zip(axes, pictures.items(), top3):
     ax.imshow(img)
     ax.set_axis_off()
@@ -263,7 +263,7 @@ assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.25, "the pre
 
 # %%
 augment = data.augmentation(seed=SEED)
-fig, axes = plt.subplots(1, 8, figsize=(13, 1.9))
+fig, axes = plt.subplots(1, 8, figsize=(10, 1.6))
 axes[0].imshow(x_train[0].astype("uint8"))
 axes[0].set_title("original", fontsize=8)
 for i, ax in enumerate(axes[1:], start=1):
@@ -319,7 +319,7 @@ assert len(slow.history["loss"]) == 8 and int(np.argmin(slow.history["val_loss"]
     "early stopping behaved differently: update the text"
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 curves = {"cached features": fast, "end to end + augmentation": slow}
 plots.plot_history(curves, ax=axes[0], title="accuracy per epoch")
 plots.plot_history(curves, metric="loss", ax=axes[1], title="loss per epoch")
@@ -447,7 +447,7 @@ fig = plots.plot_image_grid(x_test[wrong], y_test[wrong], class_names, predictio
 # same projection of the raw pixels.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 plots.plot_embedding(x_train.reshape(len(x_train), -1), y_train, class_names, ax=axes[0],
                      title="raw pixels (PCA)")
 fig = plots.plot_embedding(f_train, y_train, class_names, ax=axes[1], title="frozen Lite0 features (PCA)")
