@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from .backbones import backbone_blocks
-from .training import trainable_params_at_depth
+from .training import all_layers, trainable_params_at_depth
 
 __all__ = ["CheckFailed", "Exercise", "EXERCISES", "deeper_head", "smaller_images", "own_pictures",
            "unfreeze", "article_recipe", "predict_file", "power_images", "drop_seed"]
@@ -383,7 +383,7 @@ def _check_unfreeze(model5, base, head, blocks: int = 5) -> str:
         got = ", ".join(open_blocks) if open_blocks else "none"
         raise _Mistake(f"{len(open_blocks)} blocks train ({got}); the exercise asks for the top {blocks}: "
                        f"{', '.join(want)}. The layer names of a block start with its name and '_'.")
-    if not head.trainable or not any(layer is head for layer in _flat_layers_models(model5)):
+    if not head.trainable or not any(layer is head for layer in all_layers(model5)):
         raise _Mistake("the head is frozen or not part of `model5`: end `model5` with `head(...)`, trainable.")
     _compiled(model5, "model5")
     opt = model5.optimizer
@@ -397,15 +397,6 @@ def _check_unfreeze(model5, base, head, blocks: int = 5) -> str:
     n = sum(int(np.prod(w.shape)) for w in model5.trainable_weights)
     return (f"the top {blocks} blocks ({want[0]} to {want[-1]}) train with their BatchNorm layers frozen, "
             f"the head trains, model5 is compiled with {n:,} trainable weights.")
-
-
-def _flat_layers_models(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_flat_layers_models(layer))
-    return out
 
 
 unfreeze = Exercise(

@@ -35,6 +35,7 @@ from .config import CacheNotWritableError, CourseWarning, atomic_write, cache_di
 
 __all__ = [
     "count_params",
+    "all_layers",
     "extract_features",
     "split_at_depth",
     "GuardRails",
@@ -158,13 +159,13 @@ def _is_batchnorm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _all_layers(model) -> list:
+def all_layers(model) -> list:
     """Every layer of ``model``, nested models' layers included (objects, not names)."""
     out = []
     for layer in model.layers:
         out.append(layer)
         if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
+            out.extend(all_layers(layer))
     return out
 
 
@@ -241,7 +242,7 @@ class GuardRails(keras.callbacks.Callback):
         self.before: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
-        self.statistics = [v for layer in _all_layers(self.model) if _is_batchnorm(layer)
+        self.statistics = [v for layer in all_layers(self.model) if _is_batchnorm(layer)
                            for v in (layer.moving_mean, layer.moving_variance)]
         self.watched = list(self.model.trainable_weights)
         self.before = [np.array(v.numpy()) for v in self.watched + self.statistics]
