@@ -7,7 +7,8 @@ Two kinds of data, one result shape (:class:`Splits`):
   domain, 28 px grayscale clothes) and ``"spoken_words"`` (distant domain:
   spectrograms). Checked against ``datasets/MANIFEST.sha256``.
 * **Your own pictures**: :func:`load_folder` (one subfolder per class); unreadable
-  files are skipped and named up front, never a crash mid-epoch.
+  files are skipped and named up front, never a crash mid-epoch. A folder too big for
+  memory streams through :func:`load_folder_features` into the feature cache.
 
 Images always come out as float32 in 0..255, RGB, ``(image_size, image_size, 3)``;
 labels as int32. Every model in the course does its own preprocessing.
@@ -34,6 +35,9 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "load_folder",
+    "load_folder_features",
+    "folder_images",
+    "read_image",
     "verify_datasets",
     "augmentation",
     "hash_matches",
@@ -419,6 +423,76 @@ def read_image(path: Path | str, image_size: int, crop_to_aspect_ratio: bool = F
         return np.asarray(im, dtype=np.uint8)
 
 
+def _list_folder(path: str | os.PathLike, image_size: int, val_fraction: float,
+                 test_fraction: float) -> tuple[Path, list[str], list[Path], np.ndarray, list[str]]:
+    """Check the arguments and list a folder: ``(root, class names, files, labels, skipped)``.
+
+    Nothing is opened: files are every non-hidden file under each class subfolder,
+    sorted by class then path; ``skipped`` names the files outside class folders.
+    """
+    root = Path(path).expanduser()
+    check_image_size(image_size, DATA_IMAGE_SIZES)
+    for nm, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= float(frac) < 1.0:
+            raise ValueError(f"{nm} must be in [0, 1), got {frac}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("val_fraction + test_fraction must be below 1")
+    if not root.exists():
+        raise FileNotFoundError(f"no such folder: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is a file; give the folder that holds one subfolder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    skipped: list[str] = [
+        f"{p.name}: not inside a class folder" for p in sorted(root.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    if not class_dirs:
+        raise ValueError(
+            f"{root} has no class subfolders: put each class's pictures in its own "
+            "subfolder, e.g. cats/*.jpg and dogs/*.jpg"
+        )
+    if len(class_dirs) < 2:
+        raise ValueError(
+            f"{root} has a single class ({class_dirs[0].name!r}); a classifier needs at "
+            "least two class subfolders"
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    for c, d in enumerate(class_dirs):
+        found = sorted(p for p in d.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+        files += found
+        labels += [c] * len(found)
+    return root, [d.name for d in class_dirs], files, np.asarray(labels, np.int32), skipped
+
+
+def _why(exc: BaseException) -> str:
+    """First line of an error, for naming a skipped file."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return reason[:120]
+
+
+def _check_readable(root: Path, class_names: list[str], y: np.ndarray, skipped: list[str],
+                    warn: bool) -> None:
+    """Warn about the skipped files; raise if a class has no readable picture (``y``: readable ones)."""
+    if skipped and warn:
+        warnings.warn(
+            f"load_folder skipped {len(skipped)} file(s) it could not read:\n  "
+            + "\n  ".join(skipped), stacklevel=3,
+        )
+    empty = [name for c, name in enumerate(class_names) if not np.any(y == c)]
+    if empty:
+        raise ValueError(f"no readable pictures in class folder(s): {', '.join(empty)} (under {root})")
+
+
+def _split_folder(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                  root: Path) -> dict[str, np.ndarray | None]:
+    """Indices of the readable pictures per split (stratified, seeded); ``test`` None without one."""
+    rest, test = _stratified_split(np.arange(len(y)), y, test_fraction, seed, root)
+    train, val = _stratified_split(rest, y, val_fraction / (1.0 - test_fraction), seed, root)
+    return {"train": train, "val": val, "test": test if test_fraction > 0 else None}
+
+
 def load_folder(
     path: str | os.PathLike,
     image_size: int = 128,
@@ -446,69 +520,152 @@ def load_folder(
     ``val_fraction`` (of all pictures) to ``val``, in the proportions of the
     classes; with the default ``test_fraction=0`` ``test`` is ``None``.
 
+    All pictures sit in memory together (49 KB each at 128 px).
+    For a big folder use :func:`load_folder_features`, which streams it.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
         NotADirectoryError: ``path`` is a file.
         ValueError: no class subfolders, a single class, a class without
             any readable picture, or too few pictures to split by class.
     """
-    root = Path(path).expanduser()
-    image_size = check_image_size(image_size, DATA_IMAGE_SIZES)
-    for nm, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= float(frac) < 1.0:
-            raise ValueError(f"{nm} must be in [0, 1), got {frac}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError("val_fraction + test_fraction must be below 1")
-    if not root.exists():
-        raise FileNotFoundError(f"no such folder: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root} is a file; give the folder that holds one subfolder per class")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    skipped: list[str] = [
-        f"{p.name}: not inside a class folder" for p in sorted(root.iterdir())
-        if p.is_file() and not p.name.startswith(".")
-    ]
-    if not class_dirs:
-        raise ValueError(
-            f"{root} has no class subfolders: put each class's pictures in its own "
-            "subfolder, e.g. cats/*.jpg and dogs/*.jpg"
-        )
-    if len(class_dirs) < 2:
-        raise ValueError(
-            f"{root} has a single class ({class_dirs[0].name!r}); a classifier needs at "
-            "least two class subfolders"
-        )
-    class_names = [d.name for d in class_dirs]
+    root, class_names, files, labels, skipped = _list_folder(path, image_size, val_fraction, test_fraction)
+    image_size = int(image_size)
     images: list[np.ndarray] = []
-    labels: list[int] = []
-    empty = []
-    for c, d in enumerate(class_dirs):
-        n_before = len(images)
-        files = sorted(p for p in d.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
-        for f in files:
-            try:
-                images.append(read_image(f, image_size, crop_to_aspect_ratio))
-                labels.append(c)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                skipped.append(f"{f.relative_to(root)}: {reason[:120]}")
-        if len(images) == n_before:
-            empty.append(d.name)
-    if skipped and warn:
-        warnings.warn(
-            f"load_folder skipped {len(skipped)} file(s) it could not read:\n  "
-            + "\n  ".join(skipped), stacklevel=2,
-        )
-    if empty:
-        raise ValueError(f"no readable pictures in class folder(s): {', '.join(empty)} (under {root})")
+    keep: list[int] = []
+    for i, f in enumerate(files):
+        try:
+            images.append(read_image(f, image_size, crop_to_aspect_ratio))
+            keep.append(i)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped
+            skipped.append(f"{f.relative_to(root)}: {_why(exc)}")
+    y = labels[keep]
+    _check_readable(root, class_names, y, skipped, warn)
     x = np.stack(images)
-    y = np.asarray(labels, np.int32)
-    rest, test = _stratified_split(np.arange(len(y)), y, test_fraction, seed, root)
-    train, val = _stratified_split(rest, y, val_fraction / (1.0 - test_fraction), seed, root)
-    raw: dict[str, Any] = {"train": (x[train], y[train]), "val": (x[val], y[val]),
-                           "test": (x[test], y[test]) if test_fraction > 0 else None}
+    idx = _split_folder(y, val_fraction, test_fraction, seed, root)
+    raw: dict[str, Any] = {s: None if i is None else (x[i], y[i]) for s, i in idx.items()}
     return _assemble(raw, class_names, image_size, batch_size, seed, as_numpy, skipped)
+
+
+def folder_images(files: list[Path], image_size: int, batch_size: int,
+                  crop_to_aspect_ratio: bool = False):
+    """A ``tf.data.Dataset`` of ``(images, readable)`` batches read from ``files``, in order.
+
+    Each file is decoded by :func:`read_image` (in parallel, order kept) and batched,
+    then cast by the course's one resize (:func:`resize_images`' batch step): float32
+    ``(B, image_size, image_size, 3)`` in 0..255. An unreadable file gives a black
+    image and ``readable=False`` rather than an error, so a big folder streams
+    through without stopping; only ``batch_size`` pictures at a time (and a few
+    prefetched batches) are in memory.
+    """
+    import tensorflow as tf
+
+    names = [str(f) for f in files]
+    blank = np.zeros((image_size, image_size, 3), np.uint8)
+
+    def read(i):
+        try:
+            return read_image(names[int(i)], image_size, crop_to_aspect_ratio), True
+        except Exception:  # noqa: BLE001 - named afterwards by the caller
+            return blank, False
+
+    def load(i):
+        img, ok = tf.numpy_function(read, [i], (tf.uint8, tf.bool), stateful=False)
+        img.set_shape((image_size, image_size, 3))
+        ok.set_shape(())
+        return img, ok
+
+    ds = tf.data.Dataset.range(len(names))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+    ds = ds.map(lambda a, ok: (_resize_batch(a, image_size), ok))
+    return ds.prefetch(2)
+
+
+def load_folder_features(
+    path: str | os.PathLike,
+    model,
+    image_size: int = 128,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    test_fraction: float = 0.0,
+    crop_to_aspect_ratio: bool = False,
+    batch_size: int = 64,
+    warn: bool = True,
+) -> Splits:
+    """Your own folder of any size, streamed: the ``model``'s features of every picture.
+
+    The same folder layout, file rules, resize and split as :func:`load_folder`, but the
+    pictures never sit in memory together: they are read through ``tf.data``
+    (:func:`folder_images`) ``batch_size`` at a time, run through ``model`` (frozen,
+    inference mode, like :func:`tlcourse.training.extract_features`) and written batch by
+    batch into the course's feature cache on disk
+    (:func:`tlcourse.training.extract_features_resumable`). An interrupted extraction
+    (a stopped cell, a killed kernel) continues where it stopped at the next call, and a
+    second call with the same model and unchanged files only reads the cache. Your
+    pictures are only read, never changed.
+
+    Returns:
+        :class:`Splits` whose ``train``, ``val`` (and ``test``) are ``(features, labels)``
+        numpy arrays of the readable pictures: train a head on them. ``skipped`` names
+        the unreadable files, as :func:`load_folder` does.
+
+    Raises:
+        the errors of :func:`load_folder`.
+    """
+    from tlcourse.training import extract_features_resumable
+
+    root, class_names, files, labels, skipped = _list_folder(path, image_size, val_fraction, test_fraction)
+    image_size = int(image_size)
+    key = [("folder-v1", image_size, bool(crop_to_aspect_ratio))]
+    for f in files:
+        st = f.stat()
+        key.append((f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    cached = extract_features_resumable(
+        model, lambda todo: folder_images([files[i] for i in todo], image_size, batch_size,
+                                          crop_to_aspect_ratio),
+        len(files), repr(key), batch_size)
+    ok = np.concatenate([np.isfinite(c.reshape(len(c), -1)).all(axis=1)
+                         for _, c in _row_chunks(cached)] or [np.zeros(0, bool)])
+    for i in np.flatnonzero(~ok):
+        try:
+            read_image(files[i], image_size, crop_to_aspect_ratio)
+            why = "the model gave no finite features for it"
+        except Exception as exc:  # noqa: BLE001 - the reason it was skipped
+            why = _why(exc)
+        skipped.append(f"{files[i].relative_to(root)}: {why}")
+    good = np.flatnonzero(ok)
+    y = labels[good]
+    _check_readable(root, class_names, y, skipped, warn)
+    idx = _split_folder(y, val_fraction, test_fraction, seed, root)
+    out: dict[str, Any] = {}
+    for split, i in idx.items():
+        if i is None:
+            out[split] = None
+            continue
+        rows = good[i]  # sorted file positions
+        f = None
+        for start, c in _row_chunks(cached):
+            if f is None:
+                f = np.empty((len(rows),) + c.shape[1:], np.float32)
+            lo, hi = np.searchsorted(rows, [start, start + len(c)])
+            f[lo:hi] = c[rows[lo:hi] - start]
+        out[split] = (f, y[i])
+    return Splits(out["train"], out["val"], out["test"], class_names, skipped=skipped,
+                  counts={s: len(v[1]) for s, v in out.items() if v is not None})
+
+
+def _row_chunks(path: Path, rows: int = 8192):
+    """``(first row, rows)`` chunks of a ``.npy`` file, each mapped only while it is read.
+
+    Reading a big cached file through one memory map would leave every page it touched
+    in the process's memory; mapping it afresh per chunk keeps that to one chunk.
+    """
+    n = np.load(path, mmap_mode="r").shape[0]
+    for start in range(0, n, rows):
+        mm = np.load(path, mmap_mode="r")
+        chunk = np.array(mm[start:start + rows])
+        del mm
+        yield start, chunk
 
 
 def _stratified_split(idx: np.ndarray, y: np.ndarray, fraction: float, seed: int, root: Path):

@@ -26,6 +26,7 @@ import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "count_params",
     "all_layers",
     "extract_features",
+    "extract_features_resumable",
     "split_at_depth",
     "GuardRails",
     "EpochTimer",
@@ -73,30 +75,38 @@ def count_params(model) -> dict[str, int]:
 FEATURE_CACHE_MB = 2000
 
 
-def _fingerprint(model, x: np.ndarray) -> str:
-    """Hash of what determines a model's output: its graph, weights and the input."""
-    h = hashlib.sha1()
+def _hash_model(h, model) -> None:
+    """Feed what determines a model's output (its graph and weights) into the hash ``h``."""
     # oneDNN on/off (and its instruction-set cap) changes the float rounding of the output
     h.update(repr([os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")]).encode())
     h.update(repr([(layer.name, layer.__class__.__name__) for layer in model.layers]).encode())
     h.update(repr(model.output.shape).encode())
     for w in model.weights:
         h.update(np.ascontiguousarray(w.numpy()).tobytes())
+
+
+def _fingerprint(model, x: np.ndarray) -> str:
+    """Hash of what determines a model's output: its graph, weights and the input."""
+    h = hashlib.sha1()
+    _hash_model(h, model)
     h.update(repr((x.shape, x.dtype.str)).encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
 
 
-def prune_feature_cache(max_mb: float | None = None) -> int:
+def prune_feature_cache(max_mb: float | None = None, keep: os.PathLike | None = None) -> int:
     """Delete the least recently used cached features until ``cache_dir("features")`` holds at
     most ``max_mb`` MB (default ``$TLCOURSE_FEATURE_CACHE_MB`` or :data:`FEATURE_CACHE_MB`).
 
-    Only this cache's own ``.npy`` files are touched. Returns the number of files deleted.
+    Only this cache's own files are touched: its ``.npy`` files and the ``.partial`` files of
+    unfinished :func:`extract_features_resumable` runs; never ``keep`` (a file just written
+    for the caller). Returns the number of files deleted.
     """
     if max_mb is None:
         max_mb = float(os.environ.get("TLCOURSE_FEATURE_CACHE_MB") or FEATURE_CACHE_MB)
     files = []
-    for path in cache_dir("features").glob("*.npy"):
+    folder = cache_dir("features")
+    for path in [*folder.glob("*.npy"), *folder.glob(".*.partial")]:
         try:
             st = path.stat()
         except OSError:  # removed by another kernel meanwhile
@@ -106,6 +116,8 @@ def prune_feature_cache(max_mb: float | None = None) -> int:
     for _, size, path in sorted(files):  # oldest use first
         if total <= max_mb * 1e6:
             break
+        if keep is not None and path == Path(keep):
+            continue
         path.unlink(missing_ok=True)
         total, removed = total - size, removed + 1
     return removed
@@ -150,6 +162,82 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
         except CacheNotWritableError as exc:
             warnings.warn(f"{exc} Until then features are computed again each time.", CourseWarning, stacklevel=2)
     return out
+
+
+def extract_features_resumable(model, batches, n: int, key: str, batch_size: int = 64):
+    """Features of ``n`` inputs streamed in batches, written batch by batch to the feature cache.
+
+    ``batches(todo)`` must return an iterable of ``(x, readable)`` batches for the input
+    indices ``todo`` (sorted; whole batches of ``batch_size``, the last may be shorter);
+    ``readable`` marks the inputs that could be read, and the others get NaN features.
+    ``key`` says what the inputs are (file names, sizes, times); with the model's graph
+    and weights it names the cache file, as :func:`extract_features` does for an array.
+
+    Only one batch is in memory at a time. Each batch goes into a hidden
+    ``.KEY.partial`` file (written through a numpy memory map, flushed) and only then is
+    marked done in that file's last bytes (one per batch), so a stopped or killed run
+    leaves nothing half-trusted: the next call redoes the unmarked batches only. When
+    every batch is done the features are copied into ``KEY.npy`` with
+    :func:`tlcourse.config.atomic_write` (complete or absent, never half-written) and the
+    partial file is removed.
+
+    Returns:
+        The path of the complete ``.npy`` file, ``(n, *model output shape[1:])`` float32,
+        in input order; read it with ``np.load(path, mmap_mode="r")``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    h = hashlib.sha1()
+    _hash_model(h, model)
+    h.update(repr((key, int(n), int(batch_size))).encode())
+    folder = cache_dir("features")
+    final = folder / f"{h.hexdigest()}.npy"
+    shape = (int(n),) + tuple(int(d) for d in model.output.shape[1:])
+    if final.is_file():
+        try:
+            if np.load(final, mmap_mode="r").shape == shape:
+                os.utime(final)  # recently used: the last to be pruned
+                return final
+        except (OSError, ValueError):
+            pass  # unreadable: computed again below and replaced
+    row = int(np.prod(shape[1:])) * 4
+    n_batches = -(-shape[0] // batch_size)
+    partial = folder / f".{final.stem}.partial"
+    size = shape[0] * row + n_batches
+    if not (partial.is_file() and partial.stat().st_size == size):
+        with atomic_write(partial) as f:  # zeros, nothing marked done (sparse on most disks)
+            f.truncate(size)
+    with open(partial, "r+b") as f:
+        f.seek(shape[0] * row)
+        pending = np.flatnonzero(np.frombuffer(f.read(n_batches), np.uint8) == 0)
+        todo = [i for b in pending for i in range(b * batch_size, min(shape[0], (b + 1) * batch_size))]
+        for b, (x, readable) in zip(pending, batches(todo) if todo else ()):
+            out = np.array(model(x, training=False), np.float32)
+            out[~np.asarray(readable, bool)] = np.nan
+            start = b * batch_size
+            if out.shape != (min(shape[0], start + batch_size) - start,) + shape[1:]:
+                raise ValueError(f"batch {b} gave features of shape {out.shape}; expected "
+                                 f"{min(batch_size, shape[0] - start)} rows of shape {shape[1:]}")
+            rows = np.memmap(f, np.float32, "r+", offset=start * row, shape=out.shape)
+            rows[:] = out
+            rows.flush()
+            del rows
+            f.seek(shape[0] * row + b)
+            f.write(b"\x01")  # done: only after its rows are on disk
+            f.flush()
+        f.seek(shape[0] * row)
+        if np.frombuffer(f.read(n_batches), np.uint8).all():
+            with atomic_write(final) as g:
+                np.lib.format.write_array_header_1_0(
+                    g, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                f.seek(0)
+                for _ in range(0, shape[0] * row, 1 << 24):
+                    g.write(f.read(min(1 << 24, shape[0] * row - f.tell())))
+        elif len(todo):
+            raise RuntimeError(f"the input gave fewer batches than the {len(pending)} asked for")
+    partial.unlink(missing_ok=True)
+    prune_feature_cache(keep=final)
+    return final
 
 
 # --------------------------------------------------------------------------- #
