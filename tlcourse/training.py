@@ -14,6 +14,8 @@ The notebooks show the teaching code (``base.trainable = False``, ``compile``,
   BatchNorm statistics drifting because it runs in training mode.
 * :func:`fine_tune` is one complete, cached fine-tuning run: the function
   notebook 02's depth x learning-rate map and its sliders call.
+* :class:`GroupRates` gives each group of weights its own optimizer and learning
+  rate (discriminative rates, gradual unfreezing; notebook 04 writes it out first).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "compile_classifier",
     "compiled_model",
     "forget_compiled_models",
+    "GroupRates",
 ]
 
 
@@ -697,3 +700,100 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
         reused_model=model, weights=model.get_weights())
+
+
+# --------------------------------------------------------------------------- #
+# One learning rate per group of weights
+# --------------------------------------------------------------------------- #
+def _check_rate(rate, name: str) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not (np.isfinite(rate) and rate >= 0):
+        raise ValueError(f"the learning rate of group {name!r} must be a number >= 0 (0 freezes the group), got {rate!r}.")
+    return float(rate)
+
+
+class GroupRates(keras.Model):
+    """``net`` trained with one optimizer, and so one learning rate, per group of its weights.
+
+    Keras 3 has no per-layer learning rate. This model wraps ``net`` and its
+    ``train_step`` computes the gradients of all trainable weights at once, then
+    hands each group's gradients to that group's own optimizer. ``groups`` maps a
+    name to a list of ``net``'s trainable weights; every trainable weight must be
+    in exactly one group (checked: set ``trainable`` before building this).
+    ``rates`` gives each group's starting rate (a list in the order of ``groups``,
+    or a dict), ``optimizer`` the optimizer class (default Adam). Scaling the
+    gradients instead would not work with Adam, which divides by the gradient's
+    own running size. :meth:`set_rates` changes the rates between ``fit`` calls
+    without retracing; a rate of 0 keeps a group where it is (Adam and SGD
+    without weight decay), which is how gradual unfreezing needs no recompile.
+    Compile it with a loss only: ``model.compile(loss=...)``, then ``fit``.
+    """
+
+    def __init__(self, net, groups: dict, rates=None, optimizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(groups, dict) or not groups:
+            raise ValueError("groups must be a non-empty dict {name: [weights]}, e.g. "
+                             "{'head': dense.trainable_weights, 'block_15': [...]}.")
+        position = {id(w): i for i, w in enumerate(net.trainable_weights)}
+        owner: dict[int, str] = {}
+        self.group_names = list(groups)
+        self._indices = []
+        for name, weights in groups.items():
+            idx = []
+            for w in weights:
+                if id(w) in owner:
+                    raise ValueError(f"weight {w.path} is in group {owner[id(w)]!r} and in group {name!r}: "
+                                     "give each weight one group.")
+                if id(w) not in position:
+                    raise ValueError(f"weight {w.path} of group {name!r} is not a trainable weight of the model; "
+                                     "set trainable before building GroupRates, and list only the model's weights.")
+                owner[id(w)] = name
+                idx.append(position[id(w)])
+            self._indices.append(tuple(idx))
+        missing = [w.path for w in net.trainable_weights if id(w) not in owner]
+        if missing:
+            raise ValueError(f"{len(missing)} trainable weights are in no group (first: {missing[0]}); "
+                             "add them to a group, or set their layer's trainable to False.")
+        self.net = net
+        make = optimizer or keras.optimizers.Adam
+        self.group_optimizers = [make(learning_rate=1e-3) for _ in self.group_names]
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.set_rates(rates if rates is not None else [1e-3] * len(self.group_names))
+
+    def call(self, x, training=False):
+        return self.net(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def rates(self) -> dict[str, float]:
+        """The current learning rate of each group."""
+        return {n: float(np.asarray(o.learning_rate)) for n, o in zip(self.group_names, self.group_optimizers)}
+
+    def set_rates(self, rates) -> None:
+        """Set each group's rate: a list in the order of the groups, or a dict {name: rate} (others kept)."""
+        if isinstance(rates, dict):
+            unknown = set(rates) - set(self.group_names)
+            if unknown:
+                raise ValueError(f"unknown groups {sorted(unknown)}; the groups are {self.group_names}.")
+            pairs = list(rates.items())
+        else:
+            rates = list(rates)
+            if len(rates) != len(self.group_names):
+                raise ValueError(f"{len(rates)} rates for {len(self.group_names)} groups ({self.group_names}).")
+            pairs = list(zip(self.group_names, rates))
+        for name, rate in pairs:
+            self.group_optimizers[self.group_names.index(name)].learning_rate = _check_rate(rate, name)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y = data[0], data[1]
+        weights = self.net.trainable_weights
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(y=y, y_pred=self(x, training=True))
+        gradients = tape.gradient(loss, weights)
+        for optimizer, idx in zip(self.group_optimizers, self._indices):
+            optimizer.apply([gradients[i] for i in idx], [weights[i] for i in idx])
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
