@@ -535,12 +535,21 @@ print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
-# Solutions are collapsed under each exercise: click the "..." to open one.
-#
-# **Exercise 1.** Replace the head with two dense layers (256 units, ReLU, then the output).
-# Does the test accuracy change? How many weights train now?
+# Each exercise ends with a **check** cell: run it after your answer, and it says what is wrong and
+# how to fix it, or confirms what it checked. `checks.deeper_head.hint()` (and so on) gives one step
+# without the answer. Solutions are collapsed under each exercise: click the "..." to open one. A
+# check that fails stops *Run All*; the exercises do not depend on each other, so carry on with the
+# next one (*Run Selected Cell and All Below*).
+
+# %%
+from tlcourse import checks
+
+# %% [markdown]
+# **Exercise 1.** Replace the head with two dense layers (256 units, ReLU, then the output) and call
+# it `deeper`. Does the test accuracy change? How many weights train now?
 
 # %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
+### BEGIN SOLUTION
 keras.utils.set_random_seed(SEED)
 deeper = keras.Sequential([keras.Input((1280,)), keras.layers.Dense(256, activation="relu"),
                            keras.layers.Dropout(0.2), keras.layers.Dense(len(class_names))])
@@ -554,13 +563,19 @@ print(f"one dense layer:  {head.count_params():,} weights, test accuracy {test_a
 print(f"difference: {round((deeper_accuracy - test_accuracy) * len(y_test)):+d} of {len(y_test)} test images: "
       "within the sampling noise of 74 test images (about ±0.09); the frozen features, not the head, set the accuracy.")
 assert abs(deeper_accuracy - test_accuracy) <= 0.09
+### END SOLUTION
+
+# %% tags=["check"]
+checks.deeper_head(deeper, f_test, y_test)
 
 # %% [markdown]
-# **Exercise 2.** Use a different image size: load the base at 96 px and repeat section 4.
-# Time the feature extraction (`time.perf_counter()` before and after). How much faster is it than
-# at 128 px (`extract_seconds`), and what happens to the accuracy? Would you make that trade?
+# **Exercise 2.** Use a different image size: load the base at 96 px as `small_base` and repeat
+# section 4 (features `g_train`, `g_test`, a head `head96`). Time the feature extraction
+# (`time.perf_counter()` before and after). How much faster is it than at 128 px
+# (`extract_seconds`), and what happens to the accuracy? Would you make that trade?
 
 # %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
+### BEGIN SOLUTION
 small_base = backbones.load_backbone("efficientnet_lite0", image_size=96, pooling="avg")
 small_base.trainable = False
 shrink = keras.layers.Resizing(96, 96)
@@ -579,15 +594,21 @@ print(f"extracting features: 96 px {extract96:.1f} s vs 128 px {extract_seconds:
 print(f"test accuracy: 96 px {acc96:.3f} vs 128 px {test_accuracy:.3f}")
 print("Extraction happens once, so its time matters only for big datasets or live classes; "
       "if the accuracy holds, 96 px is a fair trade there.")
+### END SOLUTION
+
+# %% tags=["check"]
+checks.smaller_images(small_base, g_test, head96, x_test, y_test)
 
 # %% [markdown]
 # **Exercise 3.** Bring your own pictures: put them in a folder with one subfolder per class
-# and load them with `data.load_folder(path, image_size=IMAGE_SIZE, as_numpy=True)` (it splits
-# off a validation set; unreadable files are skipped and named). Extract features with the frozen
-# `base`, train a fresh `make_head()` on them and report the validation accuracy. (The solution
-# builds a stand-in folder from three of the clip-art classes; point `folder` at yours.)
+# and load them with `mine = data.load_folder(path, image_size=IMAGE_SIZE, as_numpy=True)` (it
+# splits off a validation set; unreadable files are skipped and named). Extract features with the
+# frozen `base`, train a new head `my_head` like `make_head()` on them (how many outputs does it
+# need?) and report the validation accuracy. (The solution builds a stand-in folder from three of
+# the clip-art classes; point `folder` at yours.)
 
 # %% tags=["solution", "nbval-ignore-output"] jupyter={"source_hidden": true}
+### BEGIN SOLUTION
 import shutil
 import tempfile
 
@@ -606,3 +627,7 @@ my_head.fit(fa, ya, epochs=40, verbose=0)
 print(f"classes {mine.class_names}: {len(xa)} training, {len(xb)} validation pictures; "
       f"validation accuracy {my_head.evaluate(fb, yb, verbose=0)[1]:.3f}")
 shutil.rmtree(folder.parent)
+### END SOLUTION
+
+# %% tags=["check"]
+checks.own_pictures(mine, my_head, base)

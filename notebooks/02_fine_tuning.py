@@ -603,14 +603,23 @@ assert abs(best.test_accuracy - baseline_test) <= 4 / len(y_test) + 1e-9, "fine 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
-# Solutions are collapsed under each exercise; each puts `base` and `head` back as it found them.
-#
+# Exercises 1 to 3 end with a **check** cell: run it after your answer, and it says what is wrong
+# and how to fix it, or confirms what it checked; `checks.unfreeze.hint()` (and so on) gives one
+# step without the answer. Solutions are collapsed under each exercise; the cells after each one put
+# `base` and `head` back as they were. A check that fails stops *Run All*; the exercises do not
+# depend on each other, so carry on with the next one (*Run Selected Cell and All Below*).
+
+# %% slideshow={"slide_type": "-"}
+from tlcourse import checks
+
+# %% [markdown] slideshow={"slide_type": "-"}
 # **Exercise 1. Unfreeze by hand.** Write the loop that unfreezes the top **five** blocks
-# (`block_12` to `head`) with BatchNorm kept frozen, build the model as in section 2, compile it,
-# and check its trainable count against `training.trainable_params_at_depth(base, 5)` plus the
-# head. Then put `base` back (`base.trainable = False`). Why must `compile` come *after* the loop?
+# (`block_12` to `head`) with BatchNorm kept frozen, build the model as in section 2 as `model5`,
+# compile it, and check its trainable count against `training.trainable_params_at_depth(base, 5)`
+# plus the head. Why must `compile` come *after* the loop?
 
 # %% jupyter={"source_hidden": true} tags=["solution"] slideshow={"slide_type": "-"}
+### BEGIN SOLUTION
 top5 = ("block_12_", "block_13_", "block_14_", "block_15_", "head_")
 base.trainable = True
 for layer in base.layers:
@@ -624,15 +633,22 @@ print(f"trainable: {n5:,} = {training.trainable_params_at_depth(base, 5):,} (5 b
 assert n5 == training.trainable_params_at_depth(base, 5) + head.count_params()
 print("compile() hands the optimizer the list of trainable weights at that moment; a change of\n"
       "`trainable` after it is ignored by fit() until the next compile (section 2c showed it).")
-base.trainable = False
+### END SOLUTION
+
+# %% tags=["check"] slideshow={"slide_type": "-"}
+checks.unfreeze(model5, base, head)
+
+# %% slideshow={"slide_type": "-"}
+base.trainable = False                       # back as stage 1 left it, for the cells below
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # **Exercise 2. The article's recipe on Lite0.** VGG16's "last four layers" are its last block:
 # three of its 13 convolutions, and 48 % of its weights. Which Lite0 depth trains the closest share
 # of Lite0's weights? Which trains the closest share of its convolution layers? Which would you
-# call "the article's recipe" on Lite0, and why?
+# call "the article's recipe" on Lite0, and why? Name the two depths `by_weights` and `by_convs`.
 
 # %% jupyter={"source_hidden": true} tags=["solution"] slideshow={"slide_type": "-"}
+### BEGIN SOLUTION
 conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 blocks = backbones.backbone_blocks(base)
 n_convs = sum(isinstance(layer, conv_types) for layer in base.layers)
@@ -649,14 +665,20 @@ print(f"VGG16: {100 * vgg_share:.0f} % of the weights, {100 * vgg_conv_share:.0f
 print(f"closest by weights: {by_weights} blocks; by conv layers: {by_convs} blocks.")
 print("The article unfreezes 'the top' so that the most task-specific features adapt while most weights stay;\n"
       "the share of weights is what costs data and compute, so 3 blocks is the closest match on Lite0.")
+### END SOLUTION
+
+# %% tags=["check"] slideshow={"slide_type": "-"}
+checks.article_recipe(by_weights, by_convs, base)
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # **Exercise 3. Your own picture.** Load the model saved in section 2b from its file
-# (`keras.models.load_model`), and classify a picture of your own: `keras.utils.load_img(path,
-# target_size=(128, 128))`, then `keras.utils.img_to_array`, add a batch axis, `predict`, softmax.
-# (The solution uses a photo of a cup of coffee: does a model trained on clip art call it a beverage?)
+# (`keras.models.load_model`) as `mine`, and classify a picture of your own, `my_file`:
+# `keras.utils.load_img(my_file, target_size=(128, 128))`, then `keras.utils.img_to_array`, add a
+# batch axis, `predict`, softmax: the class probabilities `probs`. (The solution uses a photo of a
+# cup of coffee: does a model trained on clip art call it a beverage?)
 
 # %% jupyter={"source_hidden": true} tags=["nbval-ignore-output", "solution"] slideshow={"slide_type": "-"}
+### BEGIN SOLUTION
 import tempfile
 
 from skimage import data as photos
@@ -667,6 +689,10 @@ mine = keras.models.load_model(tlcourse.cache_dir("models") / "clipart_lite0_fin
 x = keras.utils.img_to_array(keras.utils.load_img(my_file, target_size=(IMAGE_SIZE, IMAGE_SIZE)))[None]
 probs = keras.ops.softmax(mine.predict(x, verbose=0))[0]
 print(", ".join(f"{class_names[i]} {float(probs[i]):.2f}" for i in np.argsort(probs)[::-1][:3]))
+### END SOLUTION
+
+# %% tags=["check"] slideshow={"slide_type": "-"}
+checks.predict_file(mine, my_file, probs)
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # **Exercise 4. Why the stage-1 head?** Fine-tune 3 blocks at 1e-4 starting from a random head
