@@ -104,7 +104,7 @@ for name, description in data.list_datasets().items():
 # | `01_feature_extraction` | freeze a pretrained network, cache its features, train a head; BatchNorm; look inside with PCA | about 1-1.5 min |
 # | `02_fine_tuning` | unfreeze the top blocks; the learning rate that wrecks, the BatchNorm switch, the silent no-recompile bug; depth × learning-rate map; **sliders** | about 1.5-2.5 min |
 # | `03_comparison` | feature extraction vs fine tuning vs from scratch on clip art, Fashion-MNIST and spoken-word spectrograms, 4 sizes × 5 seeds: intervals over seeds and images, paired tests, Holm's correction, a claims table and a decision guide built from it, analysed from committed records plus a live slice | about 2-3 min |
-# | `04_fine_tuning_further` | going further: a learning rate per block in plain Keras, the head first or not when the test pictures lose their colour (after Kumar et al., 2022), forgetting measured in function, gradual unfreezing, Grad-CAM and its sanity check | about 2-3 min |
+# | `04_fine_tuning_further` | going further: a learning rate per block in plain Keras, the head first or not when the test pictures lose their colour (after Kumar et al., 2022), forgetting measured in function, gradual unfreezing, Grad-CAM and its sanity check | about 3-4 min |
 #
 # The story follows the article *Fine Tuning vs Feature Extraction in Transfer Learning*. Notebook
 # 03 ends with a **claims table**: each claim of the article, the section that tests it, the
