@@ -144,7 +144,7 @@ print(f"training time in the records: {sum(r['seconds'] for r in records) / 3600
 # look at how sure it is of its top guess. (This runs live: the confidences may differ in the
 # last digit on your machine; the asserts say what must hold.)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 classifier = backbones.load_backbone("efficientnet_lite0", image_size=224, include_top=True)
 from skimage import data as photos
 
@@ -163,7 +163,7 @@ assert confidence["spoken_words"] < 0.5 * min(confidence["clipart"], confidence[
     "spectrograms are no longer the farthest from ImageNet: update the text"
 del classifier
 
-# %%
+# %% tags=["autograde-skip"]
 fig, axes = plt.subplots(3, 1, figsize=(9, 4.2))
 for ax, name in zip(axes, pools):
     ax.imshow(np.concatenate(list(samples[name][::4][:12].astype("uint8")), axis=1))
@@ -460,7 +460,7 @@ Markdown(report.decision_guide(tests, list(DESIGN), NAMES))
 # cell: it must lie within their range, widened on each side by half the range or 0.05,
 # whichever is larger. (On the recording machine it repeats the recorded run exactly.)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 t0 = time.perf_counter()
 name, seed, size = "spoken_words", 0, 10
 fold = experiments.folds_for(name)[seed]

@@ -8,8 +8,12 @@ course folder, autograde three submissions and read the scores and the feedback.
 
 Notebook 03 is the one graded here (the cheapest to run: its exercises analyse committed
 records); notebook 01's wrong answers (softmax with ``from_logits=True``, ``make_head()``'s 7
-outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01``.
-Autograding runs the notebook three times (minutes on 2 cores): marked slow.
+outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01`` (one run of
+01 takes 3-9 minutes, so three do not fit a CI run). Every graded notebook (01, 02, 03) is built
+as an nbgrader assignment (seconds, nothing executed). The three submissions are autograded in
+one ``nbgrader autograde`` call; cells tagged ``autograde-skip`` (03's ImageNet demonstration and
+its live re-run of the comparison, which no exercise needs) are left out by the course's
+``nbgrader_config.py``. Autograding still runs the rest of the notebook three times: marked slow.
 """
 
 from __future__ import annotations
@@ -94,6 +98,39 @@ def _submit(course: Path, student: str, answers: dict[str, str]) -> None:
     (folder / f"{NAME}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
 
 
+def _cell_seconds(nb: dict) -> list[tuple[float, str]]:
+    """(seconds, first line) per executed code cell, from the timing nbclient records."""
+    from datetime import datetime
+
+    out = []
+    for cell in nb["cells"]:
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            a, b = (datetime.fromisoformat(t[k].replace("Z", "+00:00")) for k in
+                    ("iopub.execute_input", "shell.execute_reply"))
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            out.append(((b - a).total_seconds(), src.strip().splitlines()[0][:60] if src.strip() else ""))
+    return out
+
+
+def test_every_graded_notebook_is_an_assignment(tmp_path):
+    """01, 02 and 03 build as nbgrader assignments: solutions out, checks locked, one point each."""
+    course = tmp_path / "course"
+    names = msc.prepare_course(course, msc.notebooks([]))
+    assert names == ["01_feature_extraction", "02_fine_tuning", "03_comparison"]
+    for name in names:
+        msc.nbgrader(course, "generate_assignment", name, "--force")
+        released = json.loads((course / "release" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+        cells = [c for c in released["cells"] if "nbgrader" in c["metadata"]]
+        graded = [c for c in cells if c["metadata"]["nbgrader"]["grade"]]
+        answers = [c for c in cells if c["metadata"]["nbgrader"]["solution"]]
+        assert len(graded) >= 2, f"{name}: fewer than 2 graded exercises"
+        assert all(c["metadata"]["nbgrader"]["locked"] and c["metadata"]["nbgrader"]["points"] == 1 for c in graded)
+        assert "BEGIN SOLUTION" not in json.dumps(released), f"{name}: a solution reached the student version"
+        assert all("raise NotImplementedError()" in "".join(c["source"]) for c in answers)
+        assert not any(c.get("outputs") for c in released["cells"] if c["cell_type"] == "code")
+
+
 def test_autograde_three_submissions(tmp_path):
     course = tmp_path / "course"
     names = msc.prepare_course(course, msc.notebooks([NUMBER]))
@@ -124,11 +161,24 @@ def test_autograde_three_submissions(tmp_path):
         totals = {s: gb.find_submission(NAME, s).score for s in scores}
         max_score = gb.find_submission(NAME, "reference").max_score
     print("scores:", scores)
+    run = {}
+    for s in scores:
+        nb = json.loads((course / "autograded" / s / NAME / f"{NAME}.ipynb").read_text(encoding="utf-8"))
+        run[s] = _cell_seconds(nb)
+        slow = sorted(run[s], reverse=True)[:4]
+        print(f"{s}: {len(run[s])} cells, {sum(t for t, _ in run[s]):.0f} s in cells; slowest: "
+              + "; ".join(f"{t:.0f} s {line!r}" for t, line in slow))
+        skipped = [c for c in nb["cells"] if "autograde-skip" in c["metadata"].get("tags", [])]
+        assert all("not run by the autograder" in "".join(c["source"]) and not c.get("outputs") for c in skipped)
+        if NUMBER == "03":   # section 3's two cells and the live slice
+            assert len(skipped) == 3
+    print(f"nbgrader outside the cells: {seconds - sum(t for r in run.values() for t, _ in r):.0f} s")
     assert max_score == len(graded)
     assert scores["reference"] == dict.fromkeys(graded, 1.0) and totals["reference"] == len(graded)
     assert scores["untouched"] == dict.fromkeys(graded, 0.0) and totals["untouched"] == 0
     assert scores["typical"] == TYPICAL and 0 < totals["typical"] < len(graded)
-    assert seconds / 3 < 300, "one notebook's autograde took more than 5 minutes"
+    # the goal is 2 minutes per submission on an idle 2-core machine (117 s measured at load 5-8)
+    assert seconds / 3 < 180, "one submission's autograde took more than 3 minutes"
 
     msc.nbgrader(course, "generate_feedback", NAME, "--force")
     feedback = {s: (course / "feedback" / s / NAME / f"{NAME}.html").read_text(encoding="utf-8")

@@ -18,7 +18,8 @@ autograded answer (``solution``), a check cell a locked, graded test cell worth 
     python tools/make_student_copies.py 01 02 --course /srv/course
 
 For each notebook ``NN_name`` it copies the notebook to ``COURSE/source/NN_name/NN_name.ipynb``,
-writes ``COURSE/nbgrader_config.py`` when there is none (cell timeout 900 s: the notebooks train),
+writes ``COURSE/nbgrader_config.py`` when there is none (cell timeout 900 s: the notebooks train;
+autograde leaves out code cells tagged ``autograde-skip``, which no exercise needs),
 and runs ``nbgrader generate_assignment NN_name --force`` in ``COURSE``: the student version
 (solutions replaced by ``# YOUR CODE HERE`` / ``raise NotImplementedError()``, outputs cleared,
 check cells locked) lands in ``COURSE/release/NN_name/``. INSTRUCTORS.md walks through release,
@@ -45,6 +46,25 @@ CONFIG = '''# nbgrader configuration of the tlcourse exercises (written by tools
 c = get_config()  # noqa: F821
 c.Execute.timeout = 900            # seconds per cell: the notebooks train networks
 c.Execute.interrupt_on_timeout = True
+
+from nbconvert.preprocessors import Preprocessor  # noqa: E402
+
+
+class SkipTagged(Preprocessor):
+    """Autograde leaves out code cells tagged ``autograde-skip``: cells that grade nothing and that
+    no exercise needs (a live re-run that checks the machine, a demonstration), to save their
+    run time per submission. Graded and answer cells are never skipped."""
+
+    enabled = True
+
+    def preprocess_cell(self, cell, resources, index):
+        if (cell.cell_type == "code" and "autograde-skip" in cell.metadata.get("tags", [])
+                and "nbgrader" not in cell.metadata):
+            cell.source = "# not run by the autograder (tag autograde-skip): no exercise needs it"
+        return cell, resources
+
+
+c.Autograde.sanitize_preprocessors.append(SkipTagged)
 '''
 
 
