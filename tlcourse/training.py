@@ -440,10 +440,16 @@ class FineTuneResult:
 
 
 def _accuracy(model, x, y) -> float:
-    """Accuracy of a compiled ``model`` on ``(x, y)``, by ``model.evaluate``; NaN when empty."""
+    """Accuracy of a compiled ``model`` on ``(x, y)``, by ``model.evaluate``; NaN when empty.
+
+    Batches of 256 for small inputs (activations cut deep in the network: fast), of 32 for
+    big ones: the whole network on 128-px images at 256 per batch peaked about 1 GiB above
+    the kernel's memory (issue 19), at 32 it stays within the training step's own.
+    """
     if not len(x):
         return float("nan")
-    return float(model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)["accuracy"])
+    batch = 256 if np.prod(np.shape(x)[1:]) <= 16384 else 32
+    return float(model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True)["accuracy"])
 
 
 #: Layer attributes holding the weights the forgetting meter compares: convolution,
