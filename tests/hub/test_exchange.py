@@ -65,13 +65,7 @@ def _exchange_config(exchange: Path) -> str:
 
 def _server(hub, user: str, method: str, path: str, body: dict | None = None, timeout: float = 300):
     """A call to ``user``'s Jupyter server through the hub's proxy (the admin service's token)."""
-    req = urllib.request.Request(f"{hub.url}/user/{user}{path}", method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"token {hub.token}",
-                                          "Content-Type": "application/json"})
-    with hub._opener.open(req, timeout=timeout) as r:
-        text = r.read().decode()
-    return json.loads(text) if text.strip() else None
+    return hub.api(method, f"/user/{user}{path}", body, timeout=timeout)
 
 
 def _answer_sources(nb: dict) -> dict[str, str]:
