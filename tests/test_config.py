@@ -27,18 +27,21 @@ with warnings.catch_warnings(record=True) as caught:
 print(json.dumps({"info": info, "same_draws": draws == expected,
                   "inter": tf.config.threading.get_inter_op_parallelism_threads(),
                   "onednn_env": os.environ["TF_ENABLE_ONEDNN_OPTS"], "again": again,
+                  "allocator": os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR"),
                   "warnings": [str(w.message) for w in caught]}))
 """
 
 
 @pytest.mark.slow
 def test_setup_course_seeds_pins_threads_and_says_when_it_is_too_late():
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "TF_ONEDNN_USE_SYSTEM_ALLOCATOR")}
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["info"]["threads"] == 1 and out["inter"] == 1 and out["info"]["seed"] == 3
     assert out["info"]["onednn"] == "on" and out["onednn_env"] == "1"
+    assert out["allocator"] == "1", "oneDNN's own pool keeps memory: fast kernels use the system allocator"
     assert out["same_draws"], "Python, NumPy and TensorFlow are seeded with `seed`"
     assert out["again"]["onednn"] == "on"  # the first setting stays ...
     assert any("already imported" in w and "restart the kernel" in w for w in out["warnings"])  # ... and it says so
