@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 import time
 from contextlib import redirect_stdout
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tlcourse import backbones, checks, data, stats, training
 from tlcourse.experiments import METHODS, read_records
@@ -306,6 +306,117 @@ def test_drop_seed(records):
     fails(checks.drop_seed, three, three.difference(FT, FE, None), says="drops seed 4 only")
     fails(checks.drop_seed, four, four.difference(FE, FT, None), says="sign is reversed")
     fails(checks.drop_seed, four, four.difference(FT, FE, 3), says="at 3 labels per class")
+
+
+# ------------------------------------------------------------------ 04, exercise 1
+def moved(optimizer_class, scale: float, rate: float = 1e-3, layer=None) -> tuple[np.ndarray, keras.layers.Dense]:
+    """Exercise 1's run: 5 steps of a Dense layer on gradients times ``scale``; returns (start, end), layer."""
+    rng = np.random.default_rng(0)
+    x, y = np.abs(rng.normal(size=(160, 64))).astype("float32"), rng.integers(0, 10, 160)
+    if layer is None:
+        layer = keras.layers.Dense(10, kernel_initializer=keras.initializers.GlorotUniform(0))
+        layer.build((None, 64))
+    start = keras.initializers.GlorotUniform(0)((64, 10)).numpy()
+    optimizer, loss_fn = optimizer_class(rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for step in range(5):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y[32 * step:32 * step + 32], layer(x[32 * step:32 * step + 32]))
+        grads = tape.gradient(loss, layer.trainable_weights)
+        optimizer.apply([scale * g for g in grads], layer.trainable_weights)
+    return np.abs(layer.get_weights()[0] - start).sum(), layer
+
+
+def test_scaled_gradients():
+    adam, sgd = keras.optimizers.Adam, keras.optimizers.SGD
+    ratio = {name: moved(opt, 10.0)[0] / moved(opt, 1.0)[0] for name, opt in (("adam", adam), ("sgd", sgd))}
+    assert abs(ratio["adam"] - 1) < 0.05 and 5 < ratio["sgd"] < 15, ratio
+    text = ok(checks.scaled_gradients, ratio["adam"], ratio["sgd"])
+    assert "factor cancels" in text
+    fails(checks.scaled_gradients, None, None, says="it is None")                            # blank
+    fails(checks.scaled_gradients, "1.0", ratio["sgd"], says="should be a positive number")
+    fails(checks.scaled_gradients, ratio["sgd"], ratio["adam"], says="swapped")
+    fails(checks.scaled_gradients, 1 / ratio["adam"], 1 / ratio["sgd"], says="divided the plain run's distance")
+    fails(checks.scaled_gradients, ratio["adam"], moved(sgd, 1.0)[0] / moved(sgd, 1.0)[0], says="never reached the gradients")
+    lr_scaled = moved(adam, 1.0, rate=1e-2)[0] / moved(adam, 1.0)[0]         # the 10 on Adam's rate instead
+    fails(checks.scaled_gradients, lr_scaled, ratio["sgd"], says="reached Adam's learning rate")
+    plain, layer = moved(adam, 1.0)                                             # one layer for both runs
+    fails(checks.scaled_gradients, moved(adam, 10.0, layer=layer)[0] / plain, ratio["sgd"], says="went on from where")
+
+
+# ------------------------------------------------------------------ 04, exercise 2
+def cam_by_class(net, cut_to_top, one, n: int, softmax: bool = False, relu: bool = True) -> np.ndarray:
+    """Grad-CAM one class at a time (another way than the notebook's batch)."""
+    maps = []
+    a = tf.constant(one, "float32")
+    for c in range(n):
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            out = net(cut_to_top(a))
+            out = tf.nn.softmax(out) if softmax else out
+            score = out[0, c]
+        weights = tf.reduce_mean(tape.gradient(score, a)[0], axis=(0, 1))
+        cam = np.tensordot(one[0], weights.numpy(), axes=([-1], [0]))
+        maps.append(np.maximum(cam, 0) if relu else cam)
+    return np.array(maps)
+
+
+def test_cam_classes():
+    keras.utils.set_random_seed(0)
+    cut_to_top = keras.Sequential([keras.Input((6, 6, 8)),
+                                   keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")])
+    net = keras.Sequential([keras.Input((3, 3, 4)), keras.layers.Conv2D(16, 1, activation="relu"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    one = np.random.default_rng(0).random((1, 6, 6, 8)).astype("float32")
+    right = cam_by_class(net, cut_to_top, one, 10)
+    predicted = int(np.argmax(net(cut_to_top(one))))
+    assert right.shape == (10, 6, 6) and right.max() > 0
+    text = ok(checks.cam_classes, right, predicted, one, net, cut_to_top)
+    assert "10 Grad-CAM maps" in text
+    fails(checks.cam_classes, None, None, one, net, cut_to_top, says="it is None")          # blank
+    fails(checks.cam_classes, right, predicted, one, "net", cut_to_top, says="should be a Keras model")
+    fails(checks.cam_classes, right[predicted], predicted, one, net, cut_to_top, says="one per class")
+    fails(checks.cam_classes, np.repeat(right[:1], 10, axis=0), predicted, one, net, cut_to_top, says="maps are the same")
+    fails(checks.cam_classes, cam_by_class(net, cut_to_top, one, 10, relu=False), predicted, one, net, cut_to_top,
+          says="positive part")
+    fails(checks.cam_classes, cam_by_class(net, cut_to_top, one, 10, softmax=True), predicted, one, net, cut_to_top,
+          says="probability")
+    other = keras.models.clone_model(net)                                       # another model's maps
+    fails(checks.cam_classes, cam_by_class(other, cut_to_top, one, 10), predicted, one, net, cut_to_top,
+          says="not `net`'s Grad-CAM maps")
+    fails(checks.cam_classes, right, (predicted + 1) % 10, one, net, cut_to_top, says="highest logit")
+    fails(checks.cam_classes, right, np.eye(10)[predicted], one, net, cut_to_top, says="one class number")
+    fails(checks.cam_classes, right, predicted, np.zeros((1, 96, 96, 3)), net, cut_to_top, says="holds pixels")
+    fails(checks.cam_classes, right, predicted, one[0], net, cut_to_top, says="batch axis")
+
+
+# ------------------------------------------------------------------ 04, exercise 3
+def test_forgetting_by_class():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 45)
+    both = rng.permutation(450)[:160]
+    imagenet_top1 = rng.integers(0, 1000, 450)
+    results = {}
+    for method, rate in (("LP", 0.0), ("FT 1e-04", 0.25), ("FT 1e-03", 0.6)):
+        for seed in (0, 1, 2):
+            flip = rng.random(160) < rate * (1 + y[both] / 10) / 1.5
+            results[method, seed] = {"imagenet": np.where(flip, (imagenet_top1[both] + 1) % 1000, imagenet_top1[both])}
+    flips = results["FT 1e-03", 0]["imagenet"] != imagenet_top1[both]
+    right = np.array([flips[y[both] == c].mean() for c in range(10)])
+    text = ok(checks.forgetting_by_class, right, results, imagenet_top1, y, both)
+    assert "FT 1e-03, seed 0" in text
+    ok(checks.forgetting_by_class, dict(enumerate(right)), results, imagenet_top1, y, both)
+    fails(checks.forgetting_by_class, None, results, imagenet_top1, y, both, says="it is None")   # blank
+    fails(checks.forgetting_by_class, right, None, imagenet_top1, y, both, says="section 3's dict")
+    counts = np.array([flips[y[both] == c].sum() for c in range(10)])
+    fails(checks.forgetting_by_class, counts, results, imagenet_top1, y, both, says="counts")
+    fails(checks.forgetting_by_class, counts / 160, results, imagenet_top1, y, both, says="over all test pictures")
+    fails(checks.forgetting_by_class, 1 - right, results, imagenet_top1, y, both, says="kept their")
+    fails(checks.forgetting_by_class, 100 * right, results, imagenet_top1, y, both, says="percentages")
+    for key in (("FT 1e-03", 1), ("FT 1e-04", 0)):
+        f = results[key]["imagenet"] != imagenet_top1[both]
+        other = np.array([f[y[both] == c].mean() for c in range(10)])
+        fails(checks.forgetting_by_class, other, results, imagenet_top1, y, both, says=f"{key[0]!r} with seed {key[1]}")
+    fails(checks.forgetting_by_class, right[:7], results, imagenet_top1, y, both, says="one share per class")
 
 
 def test_every_exercise_has_a_test_and_a_hint(capsys):

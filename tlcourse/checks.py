@@ -36,7 +36,8 @@ from .backbones import backbone_blocks
 from .training import all_layers, trainable_params_at_depth
 
 __all__ = ["CheckFailed", "Exercise", "EXERCISES", "deeper_head", "smaller_images", "own_pictures",
-           "unfreeze", "article_recipe", "predict_file", "power_images", "drop_seed"]
+           "unfreeze", "article_recipe", "predict_file", "power_images", "drop_seed", "scaled_gradients",
+           "cam_classes", "forgetting_by_class"]
 
 
 class CheckFailed(AssertionError):
@@ -593,6 +594,186 @@ drop_seed = Exercise(
     "stats.Comparison takes the same arguments as in section 5 plus drop_seed=4; then ask it for "
     "the difference of FT and FE at size None.",
     _check_drop_seed)
+
+
+# --------------------------------------------------------------------- notebook 04
+def _ratio(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        what = repr(value) if value is None or isinstance(value, (int, float, np.number)) else f"a {type(value).__name__}"
+        raise _Mistake(f"`{name}` should be a positive number (how many times as far the run on 10x gradients "
+                       f"moved), but it is {what}.")
+    return float(value)
+
+
+def _near(value: float, target: float, rel: float) -> bool:
+    return abs(value / target - 1) < rel
+
+
+def _check_scaled_gradients(adam_ratio, sgd_ratio) -> str:
+    adam, sgd = _ratio(adam_ratio, "adam_ratio"), _ratio(sgd_ratio, "sgd_ratio")
+    adam_ok, sgd_ok = _near(adam, 1, 0.05), 5 < sgd < 15
+    if adam_ok and sgd_ok:
+        return ("Adam moved as far on 10x gradients as on plain ones (within 5 %: the factor cancels), "
+                "SGD 5 to 15 times as far (the factor scales its step).")
+    if _near(adam, 2, 0.2) or sgd > 15:
+        raise _Mistake("the run on 10x gradients moved about twice as far with Adam (or more than 15x with SGD): "
+                       "the second run went on from where the first stopped. Build a fresh layer with the same "
+                       "initial weights (`GlorotUniform(0)`) for each run, and a fresh optimizer.")
+    if 5 < adam < 15 and sgd_ok:
+        raise _Mistake(f"with Adam the run on 10x gradients moved {adam:.1f}x as far: the 10 reached Adam's learning "
+                       "rate, not its gradients (`Adam(1e-2)`?). Keep `Adam(1e-3)` for both runs and multiply the "
+                       "gradients before `optimizer.apply([10 * g for g in grads], weights)`.")
+    if 5 < adam < 15 and _near(sgd, 1, 0.05):
+        raise _Mistake("the two ratios are swapped: with Adam a constant factor on the gradients cancels "
+                       "(ratio near 1), with SGD it multiplies the step (ratio near 10).")
+    if adam < 0.9 or sgd < 0.2:
+        raise _Mistake("a ratio below 1: you divided the plain run's distance by the scaled run's. Divide the "
+                       "distance moved on 10x gradients by the distance moved on plain ones.")
+    if _near(sgd, 1, 0.05):
+        raise _Mistake("with SGD the run on 10x gradients moved as far as the plain run: the factor never reached "
+                       "the gradients. Multiply each gradient by the scale before `optimizer.apply`, in both runs "
+                       "of each optimizer (scale 1.0 and 10.0).")
+    raise _Mistake(f"Adam's ratio is {adam:.2f} (expected within 0.05 of 1) and SGD's {sgd:.1f} (expected between "
+                   "5 and 15): train two copies from the same weights on the same 5 batches, one on plain "
+                   "gradients and one on 10x gradients, and compare `np.abs(w - start).sum()` of the two.")
+
+
+scaled_gradients = Exercise(
+    "04", 1, "scaling gradients vs Adam", "checks.scaled_gradients(adam_ratio, sgd_ratio)",
+    "one function can do both runs: a fresh Dense layer from GlorotUniform(0), 5 steps of GradientTape, "
+    "then `optimizer.apply([scale * g for g in grads], layer.trainable_weights)`; call it with scale 1 and 10.",
+    _check_scaled_gradients)
+
+
+def _cam(net, cut_to_top, at_cut, probabilities: bool = False) -> np.ndarray:
+    """Grad-CAM of ``net`` over ``cut_to_top`` for every class of the one picture ``at_cut``."""
+    import tensorflow as tf
+
+    n = _output_units(net)
+    a = tf.convert_to_tensor(np.repeat(at_cut, n, axis=0).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        out = net(cut_to_top(a, training=False), training=False)
+        if probabilities:
+            out = tf.nn.softmax(out)
+        chosen = tf.linalg.diag_part(out)
+    grads = tape.gradient(chosen, a)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * a, axis=-1)).numpy()
+
+
+def _check_cam_classes(all_maps, predicted, one, net, cut_to_top) -> str:
+    net = _model(net, "net", "the fine-tuned model of section 2")
+    cut_to_top = _model(cut_to_top, "cut_to_top", "the frozen blocks from the Grad-CAM cut up to `net`")
+    one = _array(one, "one", "the picture's activations at the Grad-CAM cut")
+    want_shape = tuple(_input_shape(cut_to_top)[1:])
+    if one.ndim == 4 and one.shape[-1] == 3:
+        raise _Mistake(f"`one` holds pixels, shape {one.shape}: run the picture through `to_cut` first "
+                       "(`training.extract_features(to_cut, x96[i:i + 1], cache=False)`).")
+    if one.shape != (1,) + want_shape:
+        raise _Mistake(f"`one` has shape {one.shape}; expected {(1,) + want_shape}: one picture's activations "
+                       "at the Grad-CAM cut, with its batch axis (`x96[i:i + 1]`, not `x96[i]`).")
+    n = _output_units(net)
+    maps = _array(all_maps, "all_maps", f"the {n} Grad-CAM maps, one per class")
+    if maps.shape == want_shape[:2]:
+        raise _Mistake(f"`all_maps` is one map; the exercise wants one per class, shape ({n}, {want_shape[0]}, "
+                       f"{want_shape[1]}): repeat the picture {n} times (`np.repeat(one, {n}, axis=0)`) and pass "
+                       f"`np.arange({n})` as the classes.")
+    if maps.shape != (n,) + want_shape[:2]:
+        raise _Mistake(f"`all_maps` has shape {maps.shape}; expected ({n}, {want_shape[0]}, {want_shape[1]}): "
+                       "one map per class, in class order.")
+    want = _cam(net, cut_to_top, one)
+    tol = 1e-3 * float(np.abs(want).max()) + 1e-6
+    if not np.allclose(maps, want, atol=tol):
+        if np.ptp(maps, axis=0).max() <= tol:
+            raise _Mistake(f"all {n} maps are the same: each copy of the picture needs its own class. Pass "
+                           f"`np.arange({n})` as the classes, not one class repeated.")
+        if maps.min() < -tol:
+            raise _Mistake("some map values are negative: Grad-CAM keeps only the positive part of the weighted "
+                           "sum (`tf.nn.relu`): the regions that push the class's logit up.")
+        if np.allclose(maps, _cam(net, cut_to_top, one, probabilities=True), atol=1e-3 * float(np.abs(
+                _cam(net, cut_to_top, one, probabilities=True)).max()) + 1e-9):
+            raise _Mistake("your maps follow the gradient of the class's probability (after softmax); Grad-CAM "
+                           "takes the gradient of its logit: `net` outputs logits, use them as they are.")
+        raise _Mistake("`all_maps` are not `net`'s Grad-CAM maps of `one`: compute them with the notebook's "
+                       f"`grad_cam(net, np.repeat(one, {n}, axis=0), np.arange({n}))` (the fine-tuned `net`, "
+                       "not `lp_net`).")
+    logits = keras.ops.convert_to_numpy(net(cut_to_top(one.astype("float32"), training=False), training=False))[0]
+    if isinstance(predicted, (np.ndarray, list, tuple)) and np.size(predicted) > 1:
+        raise _Mistake(f"`predicted` holds {np.size(predicted)} numbers; it should be one class number: take "
+                       "`int(np.argmax(...))` of the model's output.")
+    try:
+        pred = int(np.asarray(predicted).item())
+    except (TypeError, ValueError):
+        raise _Mistake(f"`predicted` should be a class number, but it is "
+                       f"{'None' if predicted is None else 'a ' + type(predicted).__name__}.") from None
+    top = int(np.argmax(logits))
+    if pred != top:
+        raise _Mistake(f"`predicted` is class {pred}, but `net`'s highest logit for this picture is class {top}: "
+                       "take `int(np.argmax(net.predict(acts[i:i + 1], verbose=0)))` with the same `i`.")
+    return (f"{n} Grad-CAM maps of `net` ({want_shape[0]}x{want_shape[1]}, positive part), one per class, "
+            "match; `predicted` is `net`'s top class for the picture.")
+
+
+cam_classes = Exercise(
+    "04", 2, "Grad-CAM for another class", "checks.cam_classes(all_maps, predicted, one, net, cut_to_top)",
+    "`grad_cam` takes one class per picture: give it the picture (at the cut) 10 times, classes 0 to 9.",
+    _check_cam_classes)
+
+
+def _check_forgetting_by_class(per_class, results, imagenet_top1, y, both) -> str:
+    method = "FT 1e-03"
+    if not isinstance(results, dict) or not any(isinstance(k, tuple) and k[0] == method for k in results):
+        raise _Mistake(f"`results` should be section 3's dict of runs, keyed by (method, seed) with '{method}' "
+                       f"among them, but it is {'None' if results is None else 'a ' + type(results).__name__}"
+                       f"{' without ' + repr(method) if isinstance(results, dict) else ''}.")
+    y = _array(y, "y", "the labels of the whole pool").astype(int)
+    both = _array(both, "both", "the test pictures' indices, `np.r_[test_idx, shift_idx]`").astype(int)
+    before = _array(imagenet_top1, "imagenet_top1", "the ImageNet top-1 of every picture before fine tuning")
+    n = int(y.max()) + 1
+    if isinstance(per_class, dict):
+        per_class = list(per_class.values())
+    got = _array(per_class, "per_class", f"the share of changed answers for each of the {n} classes")
+    if got.shape != (n,):
+        raise _Mistake(f"`per_class` has shape {got.shape}; expected ({n},): one share per class, in class order.")
+
+    def shares(key) -> tuple[np.ndarray, np.ndarray]:
+        flips = np.asarray(results[key]["imagenet"]) != before[both]
+        counts = np.array([flips[y[both] == c].sum() for c in range(n)], float)
+        sizes = np.array([(y[both] == c).sum() for c in range(n)], float)
+        return counts / np.maximum(sizes, 1), counts
+
+    seeds = sorted(k[1] for k in results if isinstance(k, tuple) and k[0] == method)
+    want, counts = shares((method, seeds[0]))
+    if np.allclose(got, want, atol=1e-6, equal_nan=True):
+        return (f"the share of test pictures ({len(both)}) whose ImageNet top-1 changed after {method}, "
+                f"seed {seeds[0]}, in each of the {n} classes.")
+    if np.allclose(got, counts):
+        raise _Mistake("`per_class` holds counts of changed answers; divide each by the number of that class's "
+                       "test pictures to get a share (0 to 1).")
+    if np.allclose(got, counts / len(both)):
+        raise _Mistake("your shares are counted over all test pictures (they add up to the overall rate); divide "
+                       "each class's count by that class's number of pictures, `flips[y[both] == c].mean()`.")
+    if np.allclose(got, 100 * want):
+        raise _Mistake("these look like percentages; give shares from 0 to 1.")
+    if np.allclose(got, 1 - want):
+        raise _Mistake("that is the share of pictures that kept their ImageNet answer: count the ones whose "
+                       "top-1 changed (`!=`).")
+    for key in results:
+        if key != (method, seeds[0]) and isinstance(key, tuple) and np.allclose(got, shares(key)[0]):
+            raise _Mistake(f"that is the run {key[0]!r} with seed {key[1]}; the exercise asks for {method!r} with "
+                           f"the first seed, `results['{method}', SEEDS[0]]`.")
+    raise _Mistake(f"`per_class` differs from the share of changed ImageNet answers per class: compare "
+                   f"`results['{method}', SEEDS[0]]['imagenet']` with `imagenet_top1[both]`, then average the "
+                   "flips over each class's pictures (`y[both] == c`).")
+
+
+forgetting_by_class = Exercise(
+    "04", 3, "forgetting by class", "checks.forgetting_by_class(per_class, results, imagenet_top1, y, both)",
+    "`changed()` in section 3 compares the ImageNet top-1 after fine tuning with `imagenet_top1` on the test "
+    "pictures; do the same for one run, then average the flips of each class's pictures separately.",
+    _check_forgetting_by_class)
 
 
 #: every exercise, by the name its check cell calls
