@@ -403,7 +403,7 @@ def test_forgetting_by_class():
     flips = results["FT 1e-03", 0]["imagenet"] != imagenet_top1[both]
     right = np.array([flips[y[both] == c].mean() for c in range(10)])
     text = ok(checks.forgetting_by_class, right, results, imagenet_top1, y, both)
-    assert "FT 1e-03, seed 0" in text
+    assert "FT 1e-03, first seed" in text
     ok(checks.forgetting_by_class, dict(enumerate(right)), results, imagenet_top1, y, both)
     fails(checks.forgetting_by_class, None, results, imagenet_top1, y, both, says="it is None")   # blank
     fails(checks.forgetting_by_class, right, None, imagenet_top1, y, both, says="section 3's dict")

@@ -9,7 +9,8 @@ course folder, autograde three submissions and read the scores and the feedback.
 Notebook 03 is the one graded here (the cheapest to run: its exercises analyse committed
 records); notebook 01's wrong answers (softmax with ``from_logits=True``, ``make_head()``'s 7
 outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01`` (one run of
-01 takes 3-9 minutes, so three do not fit a CI run). Every graded notebook (01, 02, 03) is built
+01 takes 3-9 minutes, so three do not fit a CI run), and notebook 04's (Grad-CAM of one class
+repeated, counts instead of shares) for ``TLCOURSE_GRADE_NOTEBOOK=04`` (about 2 minutes a run). Every graded notebook (01 to 04) is built
 as an nbgrader assignment (seconds, nothing executed). The three submissions are autograded in
 one ``nbgrader autograde`` call; cells tagged ``autograde-skip`` (03's ImageNet demonstration and
 its live re-run of the comparison, which no exercise needs) are left out by the course's
@@ -72,12 +73,28 @@ need = next(n for n in range(100, 20000, 100) if stats.mcnemar_power(n, discord[
 ### END SOLUTION""",
 }
 
+WRONG_04 = {
+    "cam_classes_answer": """### BEGIN SOLUTION
+i = shift_idx[0]
+one = training.extract_features(to_cut, x96[i:i + 1], cache=False)
+all_maps = grad_cam(net, np.repeat(one, len(class_names), axis=0), np.full(len(class_names), y[i]))
+predicted = int(np.argmax(net.predict(acts[i:i + 1], verbose=0)))
+### END SOLUTION""",
+    "forgetting_by_class_answer": """### BEGIN SOLUTION
+both = np.r_[test_idx, shift_idx]
+flips = results["FT 1e-03", SEEDS[0]]["imagenet"] != imagenet_top1[both]
+per_class = np.array([flips[y[both] == c].sum() for c in range(len(class_names))])
+### END SOLUTION""",
+}
+
 #: notebook -> (its name, wrong answers, the typical submission's score per check, what its feedback says)
 SCENARIOS = {
     "01": ("01_feature_extraction", WRONG_01, {"deeper_head": 0.0, "smaller_images": 1.0, "own_pictures": 0.0},
            ["softmax a second time", "7 outputs, but your folder has 3 classes"]),
     "03": ("03_comparison", WRONG_03, {"power_images": 0.0, "drop_seed": 1.0},
            ["the answer for a 3-point difference (0.03)"]),
+    "04": ("04_fine_tuning_further", WRONG_04, {"scaled_gradients": 1.0, "cam_classes": 0.0, "forgetting_by_class": 0.0},
+           ["maps are the same", "holds counts of changed answers"]),
 }
 NAME, WRONG, TYPICAL, SAYS = SCENARIOS[NUMBER]
 
@@ -114,10 +131,10 @@ def _cell_seconds(nb: dict) -> list[tuple[float, str]]:
 
 
 def test_every_graded_notebook_is_an_assignment(tmp_path):
-    """01, 02 and 03 build as nbgrader assignments: solutions out, checks locked, one point each."""
+    """01 to 04 build as nbgrader assignments: solutions out, checks locked, one point each."""
     course = tmp_path / "course"
     names = msc.prepare_course(course, msc.notebooks([]))
-    assert names == ["01_feature_extraction", "02_fine_tuning", "03_comparison"]
+    assert names == ["01_feature_extraction", "02_fine_tuning", "03_comparison", "04_fine_tuning_further"]
     for name in names:
         msc.nbgrader(course, "generate_assignment", name, "--force")
         released = json.loads((course / "release" / name / f"{name}.ipynb").read_text(encoding="utf-8"))

@@ -748,7 +748,7 @@ def _check_forgetting_by_class(per_class, results, imagenet_top1, y, both) -> st
     want, counts = shares((method, seeds[0]))
     if np.allclose(got, want, atol=1e-6, equal_nan=True):
         return (f"the share of test pictures ({len(both)}) whose ImageNet top-1 changed after {method}, "
-                f"seed {seeds[0]}, in each of the {n} classes.")
+                f"first seed, in each of the {n} classes.")
     if np.allclose(got, counts):
         raise _Mistake("`per_class` holds counts of changed answers; divide each by the number of that class's "
                        "test pictures to get a share (0 to 1).")
