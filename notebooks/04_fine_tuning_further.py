@@ -32,9 +32,9 @@
 #    tuning, and run the sanity check that the maps depend on the weights.
 #
 # **Run time:** about 2 to 4 minutes on a 2-core CPU shared with other work (2.4 minutes under
-# the notebook tests at a load of 1 to 5, 4 minutes at a load of 7-8 with the feature caches cold). To fit in
-# that, everything here trains on 96-pixel images and only the top two blocks are fine-tuned, from
-# cached activations (notebook 02, section 4).
+# the notebook tests at a load of 1 to 5, 4 minutes at a load of 7-8 with the feature caches
+# cold). To fit in that, everything here trains on 96-pixel images and only the top two blocks
+# are fine-tuned, from cached activations (notebook 02, section 4).
 #
 # Prerequisites: notebooks 01 and 02 (the two-stage recipe, frozen BatchNorm, the forgetting
 # meter) and 03 (intervals over seeds and test images, paired tests).
@@ -485,13 +485,13 @@ print(f"({len(SEEDS)} runs in {per_block_seconds:.0f} s (wall))")
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # **Reading it.** Giving the random head 10× the blocks' rate does better than one low rate for
-# everything, on average over the seeds: at 1e-4 the head is the bottleneck, and the per-block run
-# is above it on the colour test. (That test's p-value alone is small, but it is one of 12; section 7
-# says whether it survives the correction.) Against one rate of 1e-3 for everything it is no better (that difference's interval
-# reaches below 0 on both test sets): at this budget a high rate for the head matters more than a
-# low one for the blocks. But the per-block run changes far fewer ImageNet answers than one rate
-# of 1e-3 (at least 0.2 fewer): its blocks moved less. What it buys here is less damage to the
-# pretrained function, not accuracy.
+# everything, on average over the seeds: at 1e-4 the head is the bottleneck, and the per-block
+# run is above it on the colour test. (That test's p-value alone is small, but it is one of 12;
+# section 7 says whether it survives the correction.) Against one rate of 1e-3 for everything it
+# is no better (that difference's interval reaches below 0 on both test sets): at this budget a
+# high rate for the head matters more than a low one for the blocks. But the per-block run changes
+# far fewer ImageNet answers than one rate of 1e-3 (at least 0.2 fewer): its blocks moved less.
+# What it buys here is less damage to the pretrained function, not accuracy.
 
 # %% slideshow={"slide_type": "-"}
 assert accuracy("per-block", "test") > accuracy("FT 1e-04", "test")
@@ -685,8 +685,8 @@ assert min(words_lp, words_lpft) > 2 / len(words.class_names), "spoken words nea
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. What this notebook measured, corrected for testing 12 times
 # Sections 3 to 5 printed 12 paired tests. One p-value read alone is fine; 12 read together and
-# the smallest picked out is not: if no difference were real, one of 12 independent tests would
-# fall below 0.05 more often than not (1 − 0.95¹² ≈ 0.46). **Holm's correction** (`stats.holm`,
+# the smallest picked out is not: if no difference were real, at least one of 12 independent
+# tests would fall below 0.05 almost half the time (1 − 0.95¹² ≈ 0.46). **Holm's correction** (`stats.holm`,
 # as in notebook 03) multiplies the smallest p-value by 12, the next by 11, and so on, never
 # decreasing; it holds whatever the tests' dependence. The verdict is notebook 03's
 # `stats.verdict`: a method's name only when its difference survives the correction,
