@@ -155,7 +155,7 @@ for name, pool in pools.items():
     pick = np.concatenate([np.flatnonzero(pool.y == c)[:4] for c in np.unique(pool.y)])
     samples[name] = np.asarray(keras.layers.Resizing(224, 224)(pool.x[pick].astype("float32")))
 for name, x in samples.items():
-    probs = backbones.decode_predictions(classifier.predict(x, verbose=0), top=1)
+    probs = backbones.decode_predictions(classifier.predict(x, batch_size=8, verbose=0), top=1)  # small batches: less memory
     confidence[name] = float(np.mean([p[0][2] for p in probs]))
     print(f"{name:14s} mean top-1 ImageNet confidence {confidence[name]:.2f}")
 assert max(confidence[n] for n in pools) < confidence["photos"], "a dataset now looks more like photos than photos"

@@ -66,6 +66,21 @@ def test_a_clear_paired_difference_is_detected_and_a_null_one_is_not():
     assert stats.p_value(boot.accuracy(same) - boot.accuracy(_cell(a))) > 0.05
 
 
+def test_bootstrap_stores_small_weights_and_gives_the_replicates_of_one_full_draw():
+    # the group weights are drawn in slices and kept in 2 bytes each (memory, issue 19): the
+    # replicates must be those of one (n, groups) int64 draw from the same seed, to the last bit
+    runs, groups, n = 5, 2000, 2500
+    cell = _cell(np.random.default_rng(5).random((runs, groups)) < 0.7)
+    boot = stats.Bootstrap(runs, groups, n=n, seed=7)
+    rng = np.random.default_rng(7)
+    counts = rng.multinomial(runs, np.full(runs, 1 / runs), size=n)
+    weights = rng.multinomial(groups, np.full(groups, 1 / groups), size=n)
+    assert boot.group_weights.dtype == np.uint16 and np.array_equal(boot.group_weights, weights)
+    expected = ((counts @ cell.correct) * weights).sum(axis=1) / ((counts @ cell.tested) * weights).sum(axis=1)
+    assert np.array_equal(boot.accuracy(cell), expected)
+    assert np.array_equal(boot.run_accuracies(cell), (weights @ cell.correct.T) / (weights @ cell.tested.T))
+
+
 def test_holm_matches_a_hand_computed_example():
     assert np.allclose(stats.holm([0.01, 0.04, 0.03, 0.2]), [0.04, 0.09, 0.09, 0.2])
     assert np.allclose(stats.holm([0.5, 0.5]), [1.0, 1.0])

@@ -85,11 +85,18 @@ class Bootstrap:
         rng = np.random.default_rng(seed)
         self.n = n
         self.run_counts = rng.multinomial(runs, np.full(runs, 1 / runs), size=n)        # (n, runs)
-        self.group_weights = rng.multinomial(groups, np.full(groups, 1 / groups), size=n)  # (n, groups)
+        # (n, groups), drawn in slices and stored in the smallest integer type that holds `groups`
+        # (2 bytes, not 8, for Fashion-MNIST's 2,000 groups: 38 MiB instead of 153 at n=10,000);
+        # the same numbers as one draw of size n, and `_chunks` hands them out as int64 again
+        probs, small = np.full(groups, 1 / groups), np.min_scalar_type(groups)
+        self.group_weights = np.concatenate([rng.multinomial(groups, probs, size=min(self._CHUNK, n - i)).astype(small)
+                                             for i in range(0, n, self._CHUNK)])
 
-    def _chunks(self, f, chunk: int = 1000) -> np.ndarray:
+    _CHUNK = 1000
+
+    def _chunks(self, f, chunk: int = _CHUNK) -> np.ndarray:
         """``f(run_counts, group_weights)`` over slices of the replicates (bounded memory)."""
-        return np.concatenate([f(self.run_counts[i:i + chunk], self.group_weights[i:i + chunk])
+        return np.concatenate([f(self.run_counts[i:i + chunk], self.group_weights[i:i + chunk].astype(np.int64))
                                for i in range(0, self.n, chunk)])
 
     def accuracy(self, cell: Cell) -> np.ndarray:
