@@ -165,3 +165,26 @@ def test_release_memory_hands_freed_heap_back_to_the_system():
     mb = 1024**2
     assert r["ok"] and r["hooked"] is False  # outside IPython there is no cell to hook
     assert r["freed"] - r["released"] > 200 * mb, r  # freed but still resident until released
+
+
+DEL_SCRIPT = """
+import gc, json
+from IPython.core.interactiveshell import InteractiveShell
+from tlcourse import config
+
+gc.disable()  # only the hook may collect: a cycle survives `del` until a collection
+shell = InteractiveShell.instance()
+hooked = config.release_after_each_cell()
+shell.run_cell("import weakref\\nclass Node: pass\\n"
+               "a = Node(); a.me = a; ra = weakref.ref(a)\\nb = Node(); b.me = b; rb = weakref.ref(b)")
+shell.run_cell("a = None")            # no del statement: no collection
+kept = shell.user_ns["ra"]() is not None
+shell.run_cell("x = 1\\ndel b  # not needed below")
+print(json.dumps({"hooked": hooked, "kept without del": kept, "freed after del": shell.user_ns["rb"]() is None}))
+"""
+
+
+def test_a_cell_with_del_gets_its_cycles_collected():
+    out = subprocess.run([sys.executable, "-c", DEL_SCRIPT], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == {"hooked": True, "kept without del": True,
+                                                       "freed after del": True}
