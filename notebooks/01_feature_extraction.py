@@ -115,6 +115,7 @@ for ax, (title, img), preds in zip(axes, pictures.items(), top3):
     ax.set_title(title + "\n" + "\n".join(f"{name} {p:.2f}" for _, name, p in preds), fontsize=8)
 for title, preds in zip(pictures, top3):
     print(f"{title:22s} ->", ", ".join(f"{name} ({p:.2f})" for _, name, p in preds))
+del classifier  # not used below: free its memory
 
 # %% [markdown]
 # The photos are recognised with confidence (the cat's three guesses are all cats; the coffee is
@@ -529,6 +530,7 @@ for claim, measured in claims:
 # %%
 assert aug_accuracy <= test_accuracy + 1 / len(y_test) + 1e-9, "augmentation now beats the cached head: update the text above"
 assert train_acc_clean - test_accuracy > 0.05, "the train-test gap closed: update the text above"
+del end_to_end, pixel_head  # the exercises do not use them: free their memory
 
 # %% tags=["nbval-ignore-output"]
 print(f"whole notebook: {time.perf_counter() - notebook_start:.0f} s (wall)")
@@ -583,6 +585,7 @@ small_train, small_val, small_test = (shrink(x).numpy() for x in (x_train, x_val
 t0 = time.perf_counter()
 g_train, g_val, g_test = (small_base.predict(x, batch_size=64, verbose=0) for x in (small_train, small_val, small_test))
 extract96 = time.perf_counter() - t0
+del small_train, small_val, small_test  # only the features are needed from here
 keras.utils.set_random_seed(SEED)
 head96 = make_head()
 head96.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
