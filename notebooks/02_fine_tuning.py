@@ -35,15 +35,13 @@
 # ## Setup
 # `setup_course` quiets TensorFlow's start-up messages (before it is imported), seeds everything
 # and pins TensorFlow to 2 threads, so a rerun on the same machine prints the same numbers.
-# `fast_kernels=True` turns on TensorFlow's faster CPU kernels (oneDNN), as in notebooks 03 and
-# 04: the sliders of section 7 answer in a few seconds instead of about twice that.
 # Another CPU prints slightly different ones, and fine tuning is chaotic at high learning
 # rates: the sentences below say what holds on any machine, and `assert`s check it.
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 import tlcourse
 
-settings = tlcourse.setup_course(seed=0, threads=2, fast_kernels=True)
+settings = tlcourse.setup_course(seed=0, threads=2)
 print(settings)
 SEED = settings["seed"]                      # every seeded call below uses it
 

@@ -243,11 +243,11 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
     other machines, and seeds Python, NumPy and TensorFlow.
 
     ``fast_kernels=True`` turns on TensorFlow's oneDNN CPU kernels (about 1.6-1.8x
-    faster convolutions on a 2-core CPU; notebooks 02-04 use them), capped at the
+    faster convolutions on a 2-core CPU; notebooks 03 and 04 use them), capped at the
     AVX2 instruction set so that a machine with newer instructions computes the
     same numbers, and allocating from the system (oneDNN's own pool never gives
     memory back: a kernel held 0.7 GiB more after one batch-256 forward pass). The
-    default leaves them off, as notebook 01 was measured. Either way it must run
+    default leaves them off, as notebooks 01 and 02 were measured. Either way it must run
     before TensorFlow is imported; if it is already imported, the setting it was
     imported with stays (a warning says so).
     Returns a dict of the settings, handy to print; notebooks take their seed

@@ -4,7 +4,7 @@ Usage (repository root, course virtualenv):
     .venv/bin/python tests/benchmarks/bench_notebook02.py [--depths 1 2 3 5 8] [--epochs 4] [--repeats 3]
 
 Prints, on notebook 02's data (clip art, 128 px, batch 32, 4 epochs, lr 1e-4), with
-TensorFlow's fast kernels as in notebook 02 (``--plain-kernels``: without them):
+TensorFlow's kernels as in notebook 02 (oneDNN off; ``--fast-kernels``: on):
 * the time of one click of the panel's Train button (the panel's own click handler, so the
   report and the figure it draws are included) at each depth: the first click at a depth
   (which computes the activations at the cut) and the median of the repeats (cut cached).
@@ -34,11 +34,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-depth", type=int, default=3)
     parser.add_argument("--no-naive", action="store_true", help="skip the naive side-by-side")
-    parser.add_argument("--plain-kernels", action="store_true",
-                        help="TensorFlow without oneDNN (notebook 02 before issue 22)")
+    parser.add_argument("--fast-kernels", action="store_true",
+                        help="TensorFlow with oneDNN (setup_course(fast_kernels=True), as notebooks 03 and 04)")
     args = parser.parse_args()
 
-    settings = tlcourse.setup_course(seed=0, threads=2, fast_kernels=not args.plain_kernels)
+    settings = tlcourse.setup_course(seed=0, threads=2, fast_kernels=args.fast_kernels)
     import keras
 
     from tlcourse import backbones, data, training, widgets
