@@ -254,8 +254,9 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
     from its ``"seed"``.
 
     In a Jupyter kernel it also hands freed memory back to the operating system after
-    every cell (:func:`release_after_each_cell`), which keeps a notebook's kernel under
-    1.5 GiB (``tests/benchmarks/bench_memory.py``).
+    every cell (:func:`release_after_each_cell`): without it notebook 01's kernel held
+    2.1 GiB where 1.0 GiB was in use. Each notebook's peak: ``tests/benchmarks/bench_memory.py``
+    (00, 03 and 04 under 1.5 GiB; 01 at 1.53 and 02 at 2.04 GiB, 2026-11-30).
 
     For maintainers: the environment variables ``TLCOURSE_SEED`` and
     ``TLCOURSE_THREADS`` (whole numbers, threads at least 1) override the
