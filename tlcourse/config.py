@@ -285,8 +285,8 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
             os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
             # oneDNN's own memory pool keeps every buffer it ever used: Lite0 on 227 images at
             # 128 px, batch 256, left the process at 1544 MiB (peak 1615) instead of 802 MiB
-            # (peak 1362) with the system allocator. Notebooks 03 and 04 ran no slower; small
-            # training steps became bimodal, though (tests/benchmarks/README.md, issue 22).
+            # (peak 1362) with the system allocator. Notebooks 03 and 04 were not seen slower (not
+            # side by side); small training steps became bimodal (tests/benchmarks/README.md).
             os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
     if quiet:
         learner_warnings()
