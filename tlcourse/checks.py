@@ -692,8 +692,8 @@ def _check_cam_classes(all_maps, predicted, one, net, cut_to_top) -> str:
         if maps.min() < -tol:
             raise _Mistake("some map values are negative: Grad-CAM keeps only the positive part of the weighted "
                            "sum (`tf.nn.relu`): the regions that push the class's logit up.")
-        if np.allclose(maps, _cam(net, cut_to_top, one, probabilities=True), atol=1e-3 * float(np.abs(
-                _cam(net, cut_to_top, one, probabilities=True)).max()) + 1e-9):
+        soft = _cam(net, cut_to_top, one, probabilities=True)
+        if np.allclose(maps, soft, atol=1e-3 * float(np.abs(soft).max()) + 1e-9):
             raise _Mistake("your maps follow the gradient of the class's probability (after softmax); Grad-CAM "
                            "takes the gradient of its logit: `net` outputs logits, use them as they are.")
         raise _Mistake("`all_maps` are not `net`'s Grad-CAM maps of `one`: compute them with the notebook's "
