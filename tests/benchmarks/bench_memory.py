@@ -5,6 +5,7 @@ Run by hand (not collected by pytest), from anywhere::
     .venv/bin/python tests/benchmarks/bench_memory.py            # every notebook
     .venv/bin/python tests/benchmarks/bench_memory.py 01 02      # some, by number or name
     .venv/bin/python tests/benchmarks/bench_memory.py 01 --cells # and the cells that raise it
+    .venv/bin/python tests/benchmarks/bench_memory.py 02 --times 2  # and the cells over 2 s
 
 Each notebook is executed by ``nbclient`` (as ``jupyter nbconvert --execute`` does) in a
 fresh kernel, from the ``notebooks`` folder, into memory (the stored notebook is not
@@ -70,8 +71,8 @@ def measure(path: Path, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    cells: list[tuple[int, str, int, int]] = []
-    state = {"pid": None, "peak": 0}
+    cells: list[tuple[int, str, int, int, float]] = []
+    state = {"pid": None, "peak": 0, "t": time.perf_counter()}
 
     def after_cell(cell, cell_index, **_):
         if state["pid"] is None:
@@ -79,10 +80,12 @@ def measure(path: Path, timeout: int) -> dict:
         peak, rss = proc_memory(state["pid"])
         state["peak"] = peak
         first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
-        cells.append((cell_index, first, peak, rss))
+        now = time.perf_counter()
+        cells.append((cell_index, first, peak, rss, now - state["t"]))
+        state["t"] = now
 
     client.on_cell_executed = after_cell
-    t0 = time.perf_counter()
+    t0 = state["t"] = time.perf_counter()
     error = ""
     try:
         client.execute()
@@ -97,6 +100,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="numbers or names (default: all)")
     ap.add_argument("--cells", action="store_true", help="list the cells that raise the peak")
+    ap.add_argument("--times", type=float, metavar="S",
+                    help="also list the cells that take more than S seconds")
     ap.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
     args = ap.parse_args()
     if not Path("/proc/self/status").exists():
@@ -117,9 +122,13 @@ def main() -> int:
               f"goal <= 1.5 GiB: {verdict}  [load {os.getloadavg()[0]:.2f}]"
               + (f"  FAILED {r['error']}" if r["error"] else ""), flush=True)
         failed += bool(r["error"])
+        if args.times is not None:
+            for index, first, _, _, seconds in r["cells"]:
+                if seconds > args.times:
+                    print(f"      cell {index:3d} {seconds:6.1f} s  {first[:70]}")
         if args.cells:
             previous = 0
-            for index, first, peak, rss in r["cells"]:
+            for index, first, peak, rss, _ in r["cells"]:
                 if peak - previous > 20 * MIB:
                     print(f"      cell {index:3d} peak {peak / MIB:6.0f} MiB (+{(peak - previous) / MIB:4.0f})"
                           f"  rss after {rss / MIB:6.0f} MiB  {first[:60]}")
