@@ -89,7 +89,7 @@ print("train", x_train.shape, " val", x_val.shape, " test", x_test.shape, " pixe
       x_train.min(), "to", x_train.max())
 print("training images per class:", np.bincount(y_train))
 
-# %%
+# %% tags=["autograde-skip"]
 fig = plots.plot_image_grid(x_train, y_train, class_names, n=16, ncols=8, title="training images")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -97,7 +97,7 @@ fig = plots.plot_image_grid(x_train, y_train, class_names, n=16, ncols=8, title=
 # With its ImageNet classifier on top, the network names what it sees, offline (the 1000
 # class names ship with the course). Two photos, and two of our clip-art pictures.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 classifier = backbones.load_backbone("efficientnet_lite0", image_size=224, include_top=True)
 
 from skimage import data as photos
@@ -123,7 +123,7 @@ del classifier  # not used below: free its memory
 # flat colours and outlines are not what ImageNet photos look like. The features inside the
 # network still carry a lot of information about shapes and parts, which is what we reuse.
 
-# %%
+# %% tags=["autograde-skip"]
 cats = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx", "tiger", "cougar"}
 assert all(name in cats for _, name, _ in top3[0]) and top3[1][0][1] == "espresso" and top3[1][0][2] > 0.9
 assert top3[2][0][2] < 0.5 and top3[3][0][2] < 0.5, "the clip art is now recognised surely: update the text"
@@ -147,7 +147,7 @@ print(f"after freezing:  {after['trainable']:>9,} trainable, {after['non_trainab
 # pooling we asked for, which has no weights), with each block's number of weights on a log scale. Everything is frozen (blue). Notice that most weights sit in
 # the top blocks: that is where fine tuning (notebook 02) will work.
 
-# %%
+# %% tags=["autograde-skip"]
 fig = plots.plot_blocks(base, title="EfficientNet-Lite0 after base.trainable = False")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -231,7 +231,7 @@ print(f"one epoch on cached features: {1000 * fast_timer.median:.0f} ms (wall)")
 # Suppose we followed the `keras.applications` habit and called MobileNetV2's `preprocess_input`
 # before our Lite0, which preprocesses again. Same head, same training, same test images:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 wrong = mobilenet_v2.preprocess_input          # meant for a model WITHOUT its own preprocessing
 w_train = base.predict(wrong(x_train.copy()), batch_size=64, verbose=0)
 w_test = base.predict(wrong(x_test.copy()), batch_size=64, verbose=0)
@@ -251,7 +251,7 @@ print(f"test accuracy, preprocessed twice:               {twice_accuracy:.3f}")
 # the network expects, so the images are nearly flat. When
 # accuracy is mysteriously low, check the preprocessing first.
 
-# %%
+# %% tags=["autograde-skip"]
 assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.25, "the preprocessing demo changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -262,7 +262,7 @@ assert twice_accuracy < 0.5 and right_accuracy - twice_accuracy > 0.25, "the pre
 # Note `base(x, training=False)`: see section 6. First, what the augmentation layers do to one
 # training image (each call draws new random transformations; at prediction time they do nothing):
 
-# %%
+# %% tags=["autograde-skip"]
 augment = data.augmentation(seed=SEED)
 fig, axes = plt.subplots(1, 8, figsize=(10, 1.6))
 axes[0].imshow(x_train[0].astype("uint8"))
@@ -281,7 +281,7 @@ print("at prediction time the layers pass images through unchanged:",
 # 2 epochs, restoring the best epoch's weights (`restore_best_weights=True`): with a few seconds
 # per epoch, there is no point in running epochs that do not help. We cap the run at 8 epochs.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 keras.utils.set_random_seed(SEED)
 inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
 x = data.augmentation(seed=SEED)(inputs)
@@ -301,25 +301,25 @@ print(f"ran {len(slow.history['loss'])} of at most 8 epochs; kept the weights of
 print(f"final epoch: train accuracy {slow.history['accuracy'][-1]:.3f}, "
       f"val accuracy {slow.history['val_accuracy'][-1]:.3f}")
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 ratio = slow_timer.median / fast_timer.median
 print(f"one epoch end to end: {slow_timer.median:.2f} s (wall)")
 print(f"one epoch on cached features: {1000 * fast_timer.median:.0f} ms (wall)")
 print(f"cached features are {ratio:.0f}x faster per epoch")
 assert fast_timer.median < slow_timer.median, "the cached-feature epoch should be the faster one"
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 end_to_end.summary()
 
 # %% [markdown]
 # Here the validation loss was still falling in the last epochs (its lowest point is in epoch 6
 # or later), so early stopping never fired: the cap, set for time, ended the run after 8 epochs.
 
-# %%
+# %% tags=["autograde-skip"]
 assert len(slow.history["loss"]) == 8 and int(np.argmin(slow.history["val_loss"])) >= 5, \
     "early stopping behaved differently: update the text"
 
-# %%
+# %% tags=["autograde-skip"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 curves = {"cached features": fast, "end to end + augmentation": slow}
 plots.plot_history(curves, ax=axes[0], title="accuracy per epoch")
@@ -351,15 +351,15 @@ assert lowest >= 20 and fast.history["accuracy"][-1] == 1.0, "update the text ab
 # Validation accuracy is measured at the end of the epoch, with dropout off, on clean images.
 # Measured the same way (clean training images, dropout off), the picture changes:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 above = [e + 1 for e, (t, v) in enumerate(zip(slow.history["accuracy"], slow.history["val_accuracy"])) if v > t]
 print("end-to-end epochs where validation accuracy exceeded training accuracy:", above)
 print(f"reported for the last epoch: train {slow.history['accuracy'][-1]:.3f}, "
       f"val {slow.history['val_accuracy'][-1]:.3f}")
-print(f"measured afterwards, clean images, dropout off: "
-      f"train {end_to_end.evaluate(x_train, y_train, verbose=0)[1]:.3f}")
+clean_train = end_to_end.evaluate(x_train, y_train, verbose=0)[1]
+print(f"measured afterwards, clean images, dropout off: train {clean_train:.3f}")
 train_acc_clean = head.evaluate(f_train, y_train, verbose=0)[1]  # the cached-feature head, for later
-assert above and end_to_end.evaluate(x_train, y_train, verbose=0)[1] > slow.history["val_accuracy"][-1]
+assert above and clean_train > slow.history["val_accuracy"][-1]
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. BatchNorm and `training=False`
@@ -372,7 +372,7 @@ assert above and end_to_end.evaluate(x_train, y_train, verbose=0)[1] > slow.hist
 # agree. The danger comes when the base is unfrozen (fine tuning, notebook 02). Let us see
 # what training mode would do to the features our head was trained on:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 sample = x_test[:8]   # eager calls keep every layer's output until they return: 8 images keep the kernel small
 norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
 stored = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]  # ImageNet's
@@ -423,7 +423,10 @@ y_pred = np.argmax(test_logits, axis=1)
 test_accuracy = float(np.mean(y_pred == y_test))
 print(f"test accuracy: {test_accuracy:.3f} on {len(y_test)} images "
       f"(chance: {1 / len(class_names):.3f})")
-print(f"end-to-end model with augmentation: {end_to_end.evaluate(x_test, y_test, verbose=0)[1]:.3f}")
+
+# %% tags=["nbval-ignore-output", "autograde-skip"]
+aug_accuracy = end_to_end.evaluate(x_test, y_test, verbose=0)[1]
+print(f"end-to-end model with augmentation: {aug_accuracy:.3f}")
 
 # %% [markdown]
 # The floor below is set from measurement: on this split, the head trained with seeds 0 to 4
@@ -436,7 +439,7 @@ print(f"end-to-end model with augmentation: {end_to_end.evaluate(x_test, y_test,
 assert test_accuracy > 0.65, f"test accuracy {test_accuracy:.3f} fell below the 0.65 floor"
 fig = plots.plot_confusion(y_test, y_pred, class_names)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 wrong = np.flatnonzero(y_pred != y_test)
 print(f"{len(wrong)} mistakes")
 fig = plots.plot_image_grid(x_test[wrong], y_test[wrong], class_names, predictions=y_pred[wrong],
@@ -447,7 +450,7 @@ fig = plots.plot_image_grid(x_test[wrong], y_test[wrong], class_names, predictio
 # Project the 1280-number features to 2-D with PCA and colour them by class. Next to it, the
 # same projection of the raw pixels.
 
-# %%
+# %% tags=["autograde-skip"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 plots.plot_embedding(x_train.reshape(len(x_train), -1), y_train, class_names, ax=axes[0],
                      title="raw pixels (PCA)")
@@ -460,7 +463,7 @@ fig = plots.plot_embedding(f_train, y_train, class_names, ax=axes[1], title="fro
 # between groups that the pretrained network has already pulled apart. The same dense layer on
 # raw pixels stays below 0.5, more than 0.25 under the same layer on the features:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 keras.utils.set_random_seed(SEED)
 pixel_head = keras.Sequential([keras.Input((IMAGE_SIZE * IMAGE_SIZE * 3,)), keras.layers.Rescaling(1 / 255),
                                keras.layers.Dense(len(class_names))])
@@ -478,7 +481,7 @@ assert pixel_accuracy < 0.5 and test_accuracy - pixel_accuracy > 0.25, "update t
 # with a number from this notebook. "Less data" gets one more quick experiment, since cached
 # features make it nearly free: train the same head on 3, 5 and 10 images per class.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 rng = np.random.default_rng(SEED)
 for per_class in (3, 5, 10):
     idx = np.concatenate([rng.choice(np.flatnonzero(y_train == c), per_class, replace=False)
@@ -488,17 +491,17 @@ for per_class in (3, 5, 10):
     small.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     small.fit(f_train[idx], y_train[idx], epochs=100, batch_size=32, verbose=0)
-    print(f"{per_class:2d} images per class: test accuracy {small.evaluate(f_test, y_test, verbose=0)[1]:.3f}")
-assert small.evaluate(f_test, y_test, verbose=0)[1] > 0.4, "10 images per class: no longer far above chance (0.14)"
+    small_accuracy = small.evaluate(f_test, y_test, verbose=0)[1]
+    print(f"{per_class:2d} images per class: test accuracy {small_accuracy:.3f}")
+assert small_accuracy > 0.4, "10 images per class: no longer far above chance (0.14)"
 
 # %% [markdown]
 # Now each claim of the article next to the number measured above:
 
-# %% tags=["nbval-ignore-output"]
-aug_accuracy = end_to_end.evaluate(x_test, y_test, verbose=0)[1]
+# %% tags=["nbval-ignore-output", "autograde-skip"]
 share = head.count_params() / (head.count_params() + base.count_params())
 claims = [
-    ("needs less data", f"10 labelled images per class: test accuracy {small.evaluate(f_test, y_test, verbose=0)[1]:.2f} "
+    ("needs less data", f"10 labelled images per class: test accuracy {small_accuracy:.2f} "
                         f"(chance {1 / len(class_names):.2f})"),
     ("overfits less", f"{head.count_params():,} trainable weights ({100 * share:.2f} % of the model); "
                       f"train {train_acc_clean:.2f} vs test {test_accuracy:.2f}"),
@@ -527,7 +530,7 @@ for claim, measured in claims:
 # adapting the features (fine tuning) does better, and notebook 03 tests "less data" and "less
 # overfitting" against fine tuning, with intervals and paired tests over several datasets.
 
-# %%
+# %% tags=["autograde-skip"]
 assert aug_accuracy <= test_accuracy + 1 / len(y_test) + 1e-9, "augmentation now beats the cached head: update the text above"
 assert train_acc_clean - test_accuracy > 0.05, "the train-test gap closed: update the text above"
 del end_to_end, pixel_head  # the exercises do not use them: free their memory
