@@ -472,7 +472,7 @@ assert all(abs(versus[lpft, "LP"][part][0]) < 0.1 for part in ("test", "shift"))
 # for the blocks), `EPOCHS` epochs, against one rate for everything (1e-4 and 1e-3, the FT runs
 # of section 3), same seeds, same batches.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 t0 = time.perf_counter()
 for seed in SEEDS:
     results["per-block", seed] = run(None, [(EPOCHS, [1e-3] + [1e-4] * DEPTH)], seed)
@@ -493,7 +493,7 @@ print(f"({len(SEEDS)} runs in {per_block_seconds:.0f} s (wall))")
 # far fewer ImageNet answers than one rate of 1e-3 (at least 0.2 fewer): its blocks moved less.
 # What it buys here is less damage to the pretrained function, not accuracy.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert accuracy("per-block", "test") > accuracy("FT 1e-04", "test")
 assert changed("per-block") < changed("FT 1e-03") - 0.2
 assert all(per_block_vs["FT 1e-03"][part][1] < 0 for part in ("test", "shift"))
@@ -516,7 +516,7 @@ assert all(per_block_vs["FT 1e-03"][part][1] < 0 for part in ("test", "shift"))
 # moments keep averaging them, so when the block is unfrozen its first steps start from warm
 # moments rather than from zero. In exchange nothing is compiled again and nothing is retraced.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 stages = [(EPOCHS // DEPTH, [1e-4] * (k + 2) + [0.0] * (DEPTH - 1 - k)) for k in range(DEPTH)]
 print("stages (epochs, rates for", [name for name, _ in groups], "):", stages)
 t0 = time.perf_counter()
@@ -536,7 +536,7 @@ print(f"({len(SEEDS)} runs in {gradual_seconds:.0f} s (wall))")
 # With two blocks and a trained head there is little for it to protect; fastai's recipe was made
 # for whole networks and new heads on text models.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert changed("gradual") < changed("LP-FT 1e-04")
 assert all(low < 0 < high for _, low, high, _ in gradual_vs.values()), "gradual unfreezing now differs: update the text"
 
@@ -612,7 +612,7 @@ fig.tight_layout()
 # with the trained model's maps by **rank correlation** (`scipy.stats.spearmanr`, per picture).
 # An edge detector would give nearly the same map either way; Grad-CAM should not.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 rho_random = []
 for k in range(3):                                    # three random re-initialisations
     keras.utils.set_random_seed(SEED + k)
@@ -635,7 +635,7 @@ print(f"  top blocks and head re-initialised (3 times): {np.median(rho_random):.
 # Computing the maps of 16 pictures, before and after, takes a few seconds (about 3 s on a busy
 # 2-core machine; the assert allows 10 s).
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert np.median(rho_before_after) > 0.5 and np.median(rho_random) < 0.3, "the Grad-CAM story changed: update the text"
 assert cam_seconds < 10, "Grad-CAM for 2 x 16 pictures should take a few seconds"
 
@@ -692,7 +692,7 @@ assert min(words_lp, words_lpft) > 2 / len(words.class_names), "spoken words nea
 # `stats.verdict`: a method's name only when its difference survives the correction,
 # "borderline" when only the interval of that one test excludes 0 (or touches it).
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 family = list(compared)
 p_holm = dict(zip(family, stats.holm([compared[k][3] for k in family])))
 print(f"{len(family)} paired tests (difference, 95 % interval, p alone, p after Holm, verdict):")
@@ -712,7 +712,7 @@ print(f"\ntraining runs: {len(results)} ({len(SEEDS)} seeds); whole notebook so 
 # establish. The large effects here are in function, not in accuracy: the linear probe changes no
 # ImageNet answer, FT at 1e-3 more than half of them (section 3).
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert len(family) == 12
 assert all(ph > 0.05 for k, ph in p_holm.items() if k != ("per-block", "FT 1e-04", "colour test")), \
     "a second difference survives Holm's correction: update the text"
