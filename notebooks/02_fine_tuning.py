@@ -284,7 +284,7 @@ for depth in (1, 2, 3, 4):
 # while the course's backbones preprocess inside the model (notebook 01, section 3b).
 # (The output of this cell depends on what is cached, so the notebook tests do not compare it.)
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 vgg_name = backbones.keras_weights_file("vgg16")[0]       # the file Keras caches in $KERAS_HOME/models
 folders = [os.environ.get("TLCOURSE_SHARED_KERAS_HOME"),   # a class's shared, prefetched copy, if any
            os.environ.get("KERAS_HOME") or Path.home() / ".keras"]
@@ -371,7 +371,7 @@ assert cached_epoch < naive_timer.median, "the cached cut should make an epoch f
 # ### 5a. The learning rate: gentle versus wrecking
 # Same depth (3 blocks), same epochs; only the learning rate differs.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 high = run(3, 1e-2)
 for r in (low, high):
     print(r.summary())
@@ -391,7 +391,7 @@ fig.tight_layout()
 # 0.14; another CPU or seed lands elsewhere below 0.5), which is why the sentence and the assert
 # say "below 0.5" and not a number. At 1e-4 it keeps its accuracy (above 0.6).
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert max(high.history["val_accuracy"]) < 0.5 and high.test_accuracy < 0.5 and low.test_accuracy > 0.6
 assert high.history["val_loss"][0] > 2 * stage1.history["val_loss"][-1], "the learning-rate story changed: update the text"
 
@@ -401,7 +401,7 @@ assert high.history["val_loss"][0] > 2 * stage1.history["val_loss"][-1], "the le
 # convolution kernels relative to their pretrained size, `|K - K0| / |K0|` (BatchNorm left out:
 # its statistics are not trained and its scale and shift stay frozen). Frozen blocks stay at 0.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=False)
 plots.plot_weight_shift(low.shift, ax=axes[0], title="lr 1e-4")
 plots.plot_weight_shift(high.shift, ax=axes[1], title="lr 1e-2")
@@ -417,7 +417,7 @@ for lr, r in (("1e-4", low), ("1e-2", high)):
 # not adjusted, and the model collapses. At 1e-4 they moved by about 1 %
 # (under 2 %): the features are adjusted, and the accuracy holds.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert all(v > 0.5 for v in moved_high) and all(0.002 <= v < 0.02 for v in moved_low), \
     "the forgetting meter changed: update the text"
 
@@ -427,7 +427,7 @@ assert all(v > 0.5 for v in moved_high) and all(0.002 <= v < 0.02 for v in moved
 # to train (`train_bn=True`), so they normalise with each batch's statistics and overwrite
 # the ImageNet ones.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 bn_train = run(3, 1e-4, train_bn=True)
 print("BatchNorm in inference mode:", low.summary())
 print("BatchNorm in training mode: ", bn_train.summary())
@@ -449,7 +449,7 @@ fig = plots.plot_history({"BatchNorm inference mode": low, "BatchNorm training m
 # * with bigger learning rates, tiny batches, or a model evaluated right after switching, the
 #   drift does hurt; frozen BatchNorm is the choice that never surprises you.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert abs(bn_train.val_accuracy - low.val_accuracy) < 0.1, "BatchNorm mode now matters a lot: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -458,7 +458,7 @@ assert abs(bn_train.val_accuracy - low.val_accuracy) < 0.1, "BatchNorm mode now 
 # the red box marks the best validation cell, on both maps. The test map is shown once, to check
 # that choice, never to make it.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 depths = [1, 2, 4]
 rates = [1e-5, 1e-4, 1e-3, 1e-2]
 grid = {(d, lr): run(d, lr) for d in depths for lr in rates}
@@ -472,7 +472,7 @@ for d, row in zip(depths, val_map):
 print("chosen on validation:", best.summary())
 print(f"feature-extraction baseline: test {baseline_test:.3f}")
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 scale = dict(vmin=min(val_map.min(), test_map.min()), vmax=max(val_map.max(), test_map.max()))  # one colour scale
 plots.plot_heatmap(val_map, depths, [f"{lr:.0e}" for lr in rates], "blocks unfrozen", "learning rate",
@@ -499,7 +499,7 @@ fig.tight_layout()
 # and the next cell shows what it does to the whole network. The differences inside the good
 # band are a few validation images, so do not over-read them.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 stage1_val = stage1.history["val_accuracy"][-1]
 assert all(abs(grid[d, 1e-5].val_accuracy - stage1_val) <= 3 / len(y_val) + 1e-9 for d in depths)
 assert grid[1, 1e-2].val_accuracy <= stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
@@ -514,7 +514,7 @@ assert best.learning_rate < 1e-2, "the rate lesson changed: update the text"
 # network forward and backward: the slowest cell of the notebook. Next to it, the same at 1e-3,
 # the rate that was fine for the top blocks.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 everything = {lr: run(18, lr, epochs=2) for lr in (1e-5, 1e-3)}
 for r in everything.values():
     print(r.summary())
@@ -536,7 +536,7 @@ for lr, r in everything.items():
 # baseline to a collapse below 0.5, so neither this sentence nor the assert names a number.
 # This is where a very low rate matters.
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 slow_r, fast_r = everything[1e-5], everything[1e-3]
 assert max(slow_r.shift.values()) < 0.001 and stage1_val - 2 / len(y_val) - 1e-9 <= slow_r.val_accuracy <= best.val_accuracy
 assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy <= stage1_val - 3 / len(y_val) + 1e-9, \
@@ -550,7 +550,7 @@ assert 0.05 <= max(fast_r.shift.values()) <= 0.10 and fast_r.val_accuracy <= sta
 # The plot compares it with the feature-extraction baseline, and the forgetting meter shows
 # which blocks moved. (The tests drive this panel from code: `tests/test_widgets.py`.)
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 lab = widgets.FineTuneLab(base, head_weights, train_data, baseline=baseline, seed=SEED)
 panel = widgets.fine_tune_panel(lab, depth=3, learning_rate=1e-4, epochs=4)
 panel
@@ -561,14 +561,14 @@ panel
 # baseline's validation accuracy; it shows the test accuracy only when you press **Check on
 # test**, once, for the setting you finally pick (section 6's rule).
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 print(lab.describe(low))
 fig = widgets.example_figure(lab, low)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The article's claims, measured here
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 print(f"better accuracy   | best fine-tune test accuracy (chosen on val) {best.test_accuracy:.3f} "
       f"vs feature extraction {baseline_test:.3f}")
 print(f"adaptability      | at lr 1e-4 the top blocks' kernels moved by {100 * min(moved_low):.1f}-"
@@ -579,7 +579,7 @@ print(f"careful tuning    | lr 1e-2 at depth 3: test {high.test_accuracy:.3f}; a
       f"test {everything[1e-3].test_accuracy:.3f}; BatchNorm in training mode: val "
       f"{bn_train.val_accuracy:.3f} vs {low.val_accuracy:.3f}")
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
+# %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch:.2f} s vs "
       f"{1000 * np.median([r.seconds / r.epochs for r in grid.values() if r.blocks == 1]):.0f} ms "
       f"for the top block alone; plain Keras (full forward pass) {naive_timer.median:.2f} s; "
@@ -587,7 +587,7 @@ print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch
 print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall; about 90-150 s on an idle "
       "2-core CPU, more while other programs use it)")
 
-# %% slideshow={"slide_type": "-"}
+# %% tags=["autograde-skip"] slideshow={"slide_type": "-"}
 assert abs(best.test_accuracy - baseline_test) <= 4 / len(y_test) + 1e-9, "fine tuning now differs by more than 4 test images: update the verdict"
 
 # %% [markdown] slideshow={"slide_type": "-"}

@@ -9,7 +9,8 @@ course folder, autograde three submissions and read the scores and the feedback.
 Notebook 03 is the one graded here (the cheapest to run: its exercises analyse committed
 records); notebook 01's wrong answers (softmax with ``from_logits=True``, ``make_head()``'s 7
 outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01`` (one run of
-01 takes 3-9 minutes, so three do not fit a CI run), and notebook 04's (Grad-CAM of one class
+01 takes 3-9 minutes, so three do not fit a CI run), notebook 02's (BatchNorm left trainable in the
+unfreeze loop, a depth guessed) for ``TLCOURSE_GRADE_NOTEBOOK=02``, and notebook 04's (Grad-CAM of one class
 repeated, counts instead of shares) for ``TLCOURSE_GRADE_NOTEBOOK=04`` (passed once: 479 s for the
 three submissions at load 4-6, so not in CI either). Every graded notebook (01 to 04) is built
 as an nbgrader assignment (seconds, nothing executed). The three submissions are autograded in
@@ -70,6 +71,22 @@ my_head.fit(base.predict(mine.train[0], verbose=0), mine.train[1], epochs=40, ve
 }
 
 
+WRONG_02 = {
+    "unfreeze_answer": """### BEGIN SOLUTION
+top5 = ("block_12_", "block_13_", "block_14_", "block_15_", "head_")
+base.trainable = True
+for layer in base.layers:
+    layer.trainable = layer.name.startswith(top5)
+inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+model5 = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))))
+model5.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+### END SOLUTION""",
+    "article_recipe_answer": """### BEGIN SOLUTION
+by_weights, by_convs = 2, 3
+### END SOLUTION""",
+}
+
+
 WRONG_03 = {
     "power_images_answer": """### BEGIN SOLUTION
 need = next(n for n in range(100, 20000, 100) if stats.mcnemar_power(n, discord["clipart"], 0.03) >= 0.8)
@@ -94,6 +111,8 @@ per_class = np.array([flips[y[both] == c].sum() for c in range(len(class_names))
 SCENARIOS = {
     "01": ("01_feature_extraction", WRONG_01, {"deeper_head": 0.0, "smaller_images": 1.0, "own_pictures": 0.0},
            ["softmax a second time", "7 outputs, but your folder has 3 classes"]),
+    "02": ("02_fine_tuning", WRONG_02, {"unfreeze": 0.0, "article_recipe": 0.0, "predict_file": 1.0},
+           ["BatchNorm layers are trainable", "`by_weights` is 2, but that depth trains"]),
     "03": ("03_comparison", WRONG_03, {"power_images": 0.0, "drop_seed": 1.0},
            ["the answer for a 3-point difference (0.03)"]),
     "04": ("04_fine_tuning_further", WRONG_04, {"scaled_gradients": 1.0, "cam_classes": 0.0, "forgetting_by_class": 0.0},

@@ -299,3 +299,22 @@ def test_fine_tune_reuses_a_compiled_model_without_changing_results(base, data):
     assert first.model is not again.model
     assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), again.model.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))
+
+
+def test_fine_tune_keeps_only_the_most_recent_compiled_models(base, data):
+    """At most KEEP_FINE_TUNE_MODELS compiled models per base; a result does not keep its model alive."""
+    import gc
+
+    head = _stage1_head()
+    T.forget_compiled_models()
+    runs = [T.fine_tune(base, head, data, blocks=d, learning_rate=1e-3, epochs=1, seed=3) for d in (1, 2, 3)]
+    gc.collect()
+    assert T.KEEP_FINE_TUNE_MODELS == 2
+    assert runs[0].reused_model is None and runs[1].reused_model is not None and runs[2].reused_model is not None
+    test_acts = T.cut_activations(base, 1, data)[2]   # the dropped model's result still scores
+    accuracy = np.mean(np.argmax(runs[0].model.predict(test_acts, verbose=0), axis=1) == data.y_test)
+    assert accuracy == pytest.approx(runs[0].test_accuracy)
+    again = T.fine_tune(base, head, data, blocks=1, learning_rate=1e-3, epochs=1, seed=3)  # built anew
+    assert again.history == runs[0].history and again.reused_model is not None
+    gc.collect()
+    assert runs[1].reused_model is None      # depth 1 came back, so depth 2 is the oldest

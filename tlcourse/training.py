@@ -20,6 +20,7 @@ The notebooks show the teaching code (``base.trainable = False``, ``compile``,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -414,8 +415,19 @@ class FineTuneResult:
     trainable_params: int
     trained_blocks: list[str]
     shift: dict[str, float] = field(default_factory=dict)  # block -> relative weight change
-    reused_model: object = field(default=None, repr=False)  # the compiled model that trained (reused by later runs)
-    weights: list = field(default=None, repr=False)  # its weights at the end of this run
+    weights: list = field(default=None, repr=False)  # the trained model's weights at the end of this run
+    build: object = field(default=None, repr=False)  # builds an untrained model of the same shape
+    trained_in: object = field(default=None, repr=False)  # weak reference to the compiled model that trained
+
+    @property
+    def reused_model(self):
+        """The compiled model this run trained in, while :func:`compiled_model` still keeps it, else None.
+
+        Later runs with the same graph train in it too (its weights are then theirs),
+        so use :attr:`model` for this run's trained model. The result holds it only
+        weakly: a kept result does not keep a compiled model (and its traced steps) alive.
+        """
+        return None if self.trained_in is None else self.trained_in()
 
     @property
     def model(self):
@@ -427,8 +439,7 @@ class FineTuneResult:
         base's output. Later :func:`fine_tune` calls do not change it.
         """
         if self.__dict__.get("_model") is None:
-            with _python_random_kept():
-                copy = keras.models.clone_model(self.reused_model)
+            copy = self.build()
             copy.set_weights(self.weights)
             self.__dict__["_model"] = copy
         return self.__dict__["_model"]
@@ -590,7 +601,7 @@ def forget_compiled_models() -> None:
     _COMPILED.clear()
 
 
-def compiled_model(key: tuple, build, learning_rate: float, owner=None):
+def compiled_model(key: tuple, build, learning_rate: float, owner=None, keep: int | None = None):
     """``build()`` compiled (:func:`compile_classifier`), in its starting state, reused across calls.
 
     The course's one way to reuse a compiled model. The first call with ``key``
@@ -602,13 +613,20 @@ def compiled_model(key: tuple, build, learning_rate: float, owner=None):
     again. ``key`` must hold everything ``build`` depends on, the seed
     included; ``owner`` (for example the base a model copies) ties the stored
     model's lifetime to that object. The learning rate is then set with the
-    optimizer's public setter.
+    optimizer's public setter. ``keep`` bounds how many models are kept for
+    ``owner``: the least recently used ones beyond it are dropped (each holds its
+    traced steps, 0.1-0.2 GiB for a fine-tuning model), so a long session of
+    fine-tuning runs at many depths does not grow without end.
     """
     models = _COMPILED.setdefault(_NO_OWNER if owner is None else owner, {})
     if key not in models:
         model = compile_classifier(build(), learning_rate)
         model.optimizer.build(model.trainable_variables)
         models[key] = (model, [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables])
+    models[key] = models.pop(key)  # the most recently used last
+    if keep is not None:
+        for old in list(models)[:-max(1, int(keep))]:
+            del models[old]
     model, variables, optimizer_variables = models[key]
     for var, value in zip(model.variables, variables):
         var.assign(value)
@@ -618,11 +636,17 @@ def compiled_model(key: tuple, build, learning_rate: float, owner=None):
     return model
 
 
+#: How many compiled fine-tuning models :func:`fine_tune` keeps per base (the most recently
+#: used): a run at a kept depth skips the second or two of tracing; each kept model holds
+#: 0.1-0.2 GiB. A depth × learning-rate grid that loops over rates within a depth reuses all.
+KEEP_FINE_TUNE_MODELS = 2
+
+
 def _fine_tune_model(base, depth: int, input_shape: tuple, num_classes: int, train_bn: bool, seed: int):
     """``(model, top_copy, trained_blocks)`` from :func:`compiled_model`, with the top copied from ``base`` again."""
     model = compiled_model((depth, tuple(input_shape), num_classes, train_bn, seed),
                            lambda: build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)[0],
-                           1e-3, owner=base)
+                           1e-3, owner=base, keep=KEEP_FINE_TUNE_MODELS)
     tops = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     top_copy = tops[0] if tops else None
     if top_copy is not None:  # the base's weights may have changed since the model was recorded
@@ -711,7 +735,13 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
-        reused_model=model, weights=model.get_weights())
+        weights=model.get_weights(), trained_in=weakref.ref(model),
+        build=functools.partial(_untrained_copy, base, depth, data.num_classes, tuple(acts[0].shape[1:]),
+                                train_bn, seed))
+
+
+def _untrained_copy(base, depth, num_classes, input_shape, train_bn, seed):
+    return build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)[0]
 
 
 # --------------------------------------------------------------------------- #
