@@ -8,14 +8,15 @@ course folder, autograde three submissions and read the scores and the feedback.
 
 Notebook 03 is the one graded here (the cheapest to run: its exercises analyse committed
 records); notebook 01's wrong answers (softmax with ``from_logits=True``, ``make_head()``'s 7
-outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01`` (one run of
-01 takes 3-9 minutes, so three do not fit a CI run), notebook 02's (BatchNorm left trainable in the
+outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=01`` (passed once with
+01's lesson-only cells tagged ``autograde-skip``: 247 s for the three submissions, 82 s each,
+at load 3.5-5.2; not in CI), notebook 02's (BatchNorm left trainable in the
 unfreeze loop, a depth guessed) for ``TLCOURSE_GRADE_NOTEBOOK=02``, and notebook 04's (Grad-CAM of one class
 repeated, counts instead of shares) for ``TLCOURSE_GRADE_NOTEBOOK=04`` (passed once: 479 s for the
 three submissions at load 4-6, so not in CI either). Every graded notebook (01 to 04) is built
 as an nbgrader assignment (seconds, nothing executed). The three submissions are autograded in
-one ``nbgrader autograde`` call; cells tagged ``autograde-skip`` (03's ImageNet demonstration, its
-verdicts with one seed left out and what reads them, its live re-run of the comparison; 04's
+one ``nbgrader autograde`` call; cells tagged ``autograde-skip`` (01's sections that no exercise builds on; 03's ImageNet
+demonstration, its verdicts with one seed left out and what reads them, its live re-run of the comparison; 04's
 per-block, gradual-unfreezing and Holm sections, its sanity check and spectrograms: no exercise
 needs them) are left out by the course's
 ``nbgrader_config.py``. Autograding still runs the rest of the notebook three times: marked slow.

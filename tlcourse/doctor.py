@@ -247,7 +247,7 @@ def check_cpu(count: int | None = None) -> Check:
 
 # ------------------------------------------------------------------ memory
 #: What the course needs, GiB: the largest kernel peak of a notebook (notebook 02: 2.26 GiB,
-#: its all-blocks fine tune; 00 0.73, 01 1.53, 03 1.29, measured with
+#: its all-blocks fine tune; 00 0.73, 01 1.41, 03 1.29, measured with
 #: tests/benchmarks/bench_memory.py, 2026-11-30) plus the Jupyter server (0.15 GiB, INSTRUCTORS.md).
 KERNEL_PEAK_GIB = 2.3
 SERVER_GIB = 0.15
