@@ -12,8 +12,8 @@ outputs for 3 classes) are ready in ``SCENARIOS`` for ``TLCOURSE_GRADE_NOTEBOOK=
 01's lesson-only cells tagged ``autograde-skip``: 247 s for the three submissions, 82 s each,
 at load 3.5-5.2; not in CI), notebook 02's (BatchNorm left trainable in the
 unfreeze loop, a depth guessed) for ``TLCOURSE_GRADE_NOTEBOOK=02``, and notebook 04's (Grad-CAM of one class
-repeated, counts instead of shares) for ``TLCOURSE_GRADE_NOTEBOOK=04`` (passed once: 479 s for the
-three submissions at load 4-6, so not in CI either). Every graded notebook (01 to 04) is built
+repeated, counts instead of shares) for ``TLCOURSE_GRADE_NOTEBOOK=04`` (479 s for the three
+submissions at load 4-6; 252 s at load 3.6-4.0 with its heavy sections skipped: not in CI either). Every graded notebook (01 to 04) is built
 as an nbgrader assignment (seconds, nothing executed). The three submissions are autograded in
 one ``nbgrader autograde`` call; cells tagged ``autograde-skip`` (01's sections that no exercise builds on; 03's ImageNet
 demonstration, its verdicts with one seed left out and what reads them, its live re-run of the comparison; 04's
