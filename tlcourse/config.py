@@ -288,7 +288,7 @@ def setup_course(seed: int = 0, threads: int = 2, quiet: bool = True, fast_kerne
     In a Jupyter kernel it also hands freed memory back to the operating system after
     every cell (:func:`release_after_each_cell`): without it notebook 01's kernel held
     2.1 GiB where 1.0 GiB was in use. Each notebook's peak: ``tests/benchmarks/bench_memory.py``
-    (00, 01, 03 and 04 under 1.5 GiB, 01 at 1.27-1.41; 02 at 2.04 GiB, 2026-11-30).
+    (00, 01, 03 and 04 under 1.5 GiB, 01 at 1.27-1.41; 02 at 1.95 GiB, 2026-11-30).
 
     On Linux it keeps some freed memory at hand while a cell trains (:func:`pad_heaps`):
     TensorFlow's training steps then spend half the CPU time they did.
