@@ -274,12 +274,22 @@ def mcnemar_power(n: int, discordance: float, difference: float, alpha: float = 
     q = 0.5 + abs(difference) / (2 * discordance)
     d = st.binom(n, discordance)
     lo_d, hi_d = (int(v) for v in d.interval(1 - 1e-9))
+    pairs = [(D, lo) for D in range(max(lo_d, 1), hi_d + 1) if (lo := _mcnemar_lo(D, alpha)) is not None]
+    if not pairs:
+        return 0.0
+    D, lo = (np.array(v) for v in zip(*pairs))
+    terms = d.pmf(D) * (st.binom.cdf(lo, D, q) + st.binom.sf(D - lo - 1, D, q))   # element by element
     power = 0.0
-    for D in range(max(lo_d, 1), hi_d + 1):
-        # the exact two-sided test rejects when k <= lo or k >= D - lo, lo the largest k with 2 P(X <= k) < alpha
-        k = np.arange(D // 2 + 1)
-        small = np.flatnonzero(2 * st.binom.cdf(k, D, 0.5) < alpha)
-        if len(small):
-            lo = int(small[-1])
-            power += d.pmf(D) * (st.binom.cdf(lo, D, q) + st.binom.sf(D - lo - 1, D, q))
+    for t in terms:            # summed in the same order as one term at a time: the same digits
+        power += t
     return float(power)
+
+
+@functools.lru_cache(maxsize=None)
+def _mcnemar_lo(D: int, alpha: float) -> int | None:
+    """The exact two-sided test on ``D`` discordant pairs rejects when k <= lo or k >= D - lo:
+    lo is the largest k with 2 P(X <= k) < alpha (None when no k qualifies). Depends on D only."""
+    from scipy import stats as st
+
+    small = np.flatnonzero(2 * st.binom.cdf(np.arange(D // 2 + 1), D, 0.5) < alpha)
+    return int(small[-1]) if len(small) else None
