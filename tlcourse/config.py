@@ -199,14 +199,21 @@ def release_memory() -> bool:
     ``malloc_trim(0)`` returns it. Returns True if it ran (glibc), False elsewhere (macOS
     and Windows allocators return large blocks by themselves).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, e.g. Alpine)
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
     trim(0)
     return True
+
+
+def _glibc(name: str):
+    """glibc's function ``name`` through ctypes, or None off Linux or with another C library."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):  # not glibc (musl, e.g. Alpine)
+        return None
 
 
 def pad_heaps(megabytes: int = HEAP_PAD_MB) -> bool:
@@ -220,18 +227,16 @@ def pad_heaps(megabytes: int = HEAP_PAD_MB) -> bool:
     64 MiB of padding (``mallopt(M_TOP_PAD)``, glibc's public setting, also read from
     ``MALLOC_TOP_PAD_``) it made 15,000-40,000 and spent 0.3 s, and its CPU time halved
     (measured side by side; 16 MiB removed only two thirds of the faults). The cost is
-    the padding itself, about 0.1 GiB more at a training step's peak; :func:`release_memory`
+    the padding itself, 0.1 GiB more at a training script's peak (notebook 02's peak did
+    not rise: 1.95 GiB, 2.01 without); :func:`release_memory`
     still hands everything back after each cell. Returns True if it was set (glibc),
     False elsewhere (other allocators do not have the setting).
     """
     megabytes = int(megabytes)
     if megabytes < 0:
         raise ValueError(f"megabytes must be 0 or more, got {megabytes}")
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, e.g. Alpine)
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     M_TOP_PAD = -2
     return bool(mallopt(M_TOP_PAD, megabytes * 1024 * 1024))
