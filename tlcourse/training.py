@@ -643,9 +643,10 @@ KEEP_FINE_TUNE_MODELS = 2
 
 
 def _fine_tune_model(base, depth: int, input_shape: tuple, num_classes: int, train_bn: bool, seed: int):
-    """``(model, top_copy, trained_blocks)`` from :func:`compiled_model`, with the top copied from ``base`` again."""
-    model = compiled_model((depth, tuple(input_shape), num_classes, train_bn, seed),
-                           lambda: build_fine_tune_model(base, depth, num_classes, input_shape, train_bn, seed)[0],
+    """``(model, top_copy, trained_blocks, build)`` from :func:`compiled_model`, with the top copied
+    from ``base`` again; ``build()`` makes an untrained model of the same graph."""
+    build = functools.partial(_untrained_copy, base, depth, num_classes, tuple(input_shape), train_bn, seed)
+    model = compiled_model((depth, tuple(input_shape), num_classes, train_bn, seed), build,
                            1e-3, owner=base, keep=KEEP_FINE_TUNE_MODELS)
     tops = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     top_copy = tops[0] if tops else None
@@ -654,7 +655,7 @@ def _fine_tune_model(base, depth: int, input_shape: tuple, num_classes: int, tra
             if layer.weights:
                 layer.set_weights(base.get_layer(layer.name).get_weights())
     block_list = backbone_blocks(base)
-    return model, top_copy, [b.name for b in block_list[len(block_list) - depth:]] if depth else []
+    return model, top_copy, [b.name for b in block_list[len(block_list) - depth:]] if depth else [], build
 
 
 def seeded_batches(x, y, batch_size: int, seed: int, epochs: int):
@@ -715,7 +716,8 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
     acts = cut_activations(base, depth, data) if activations is None else activations
     cache_seconds = time.perf_counter() - t0
 
-    model, top_copy, trained = _fine_tune_model(base, depth, acts[0].shape[1:], data.num_classes, train_bn, seed)
+    model, top_copy, trained, build = _fine_tune_model(base, depth, acts[0].shape[1:], data.num_classes,
+                                                       train_bn, seed)
     if head_weights is not None:
         model.get_layer("logits").set_weights(head_weights)
     model.optimizer.learning_rate = float(learning_rate)
@@ -735,9 +737,7 @@ def fine_tune(base, head_weights, data: FineTuneData, blocks: int, learning_rate
         test_accuracy=_accuracy(model, acts[2], data.y_test),
         seconds=seconds, cache_seconds=cache_seconds,
         trainable_params=count_params(model)["trainable"], trained_blocks=trained, shift=shift,
-        weights=model.get_weights(), trained_in=weakref.ref(model),
-        build=functools.partial(_untrained_copy, base, depth, data.num_classes, tuple(acts[0].shape[1:]),
-                                train_bn, seed))
+        weights=model.get_weights(), trained_in=weakref.ref(model), build=build)
 
 
 def _untrained_copy(base, depth, num_classes, input_shape, train_bn, seed):
