@@ -119,6 +119,13 @@ def test_package_checks_follow_pyproject():
     reqs, python = doctor.declared_requirements()
     names = {r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip() for r in reqs}
     assert {"tensorflow", "scikit-image", "scikit-learn", "jupyterlab", "nbval"} <= names
+    from packaging.requirements import Requirement  # an extra's item with a marker of its own keeps it
+
+    nbgrader = [Requirement(r) for r in reqs if r.startswith("nbgrader")]
+    on = {v: [str(r.specifier) for r in nbgrader if r.marker.evaluate({"extra": "classroom", "python_version": v})]
+          for v in ("3.10", "3.11", "3.13")}
+    assert on == {"3.10": ["<0.10,>=0.9.5"], "3.11": ["<0.10,>=0.9.6"], "3.13": ["<0.10,>=0.9.6"]}, on
+    assert not any(r.marker.evaluate({"extra": "lab"}) for r in nbgrader)
     checked = {c.name: c for c in doctor.check_packages()}
     assert "torch" not in checked  # the maintainers' extra is not the course's business
     assert "scikit-image" in checked and all(c.status == doctor.OK for c in checked.values()), checked

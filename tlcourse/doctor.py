@@ -71,9 +71,15 @@ def declared_requirements() -> tuple[list[str], str]:
     except (ImportError, OSError, KeyError, ValueError):
         meta = metadata.metadata("tlcourse")
         return list(metadata.requires("tlcourse") or []), meta.get("Requires-Python") or ""
+    from packaging.requirements import Requirement
+
     reqs = list(project["dependencies"])
     for extra, items in project.get("optional-dependencies", {}).items():
-        reqs += [f'{item}; extra == "{extra}"' for item in items]
+        for item in items:  # as the metadata writes them: the extra joined to the item's own marker
+            req = Requirement(item)
+            marker = f'({req.marker}) and extra == "{extra}"' if req.marker else f'extra == "{extra}"'
+            req.marker = None
+            reqs.append(f"{req}; {marker}")
     return reqs, project.get("requires-python", "")
 
 
