@@ -322,6 +322,7 @@ else:
     print(f"VGG16 on clip art: frozen + head test {vgg_stage1:.3f}; last four layers fine-tuned "
           f"at 1e-5 test {vgg_stage2:.3f}  (Lite0: {baseline_test:.3f} frozen)")
     assert min(vgg_stage1, vgg_stage2) > 1 / len(class_names), "VGG16 is at chance: check preprocessing"
+    del below, last_four, vgg_head, vgg_model, v_train, v_val, v_test, p_train, p_val, p_test   # not used below
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The same recipe, faster: cache the frozen bottom
@@ -361,10 +362,11 @@ assert gap <= 6 / len(y_val) + 1e-9, "fine_tune no longer matches the plain Kera
 
 # %% tags=["nbval-ignore-output"] slideshow={"slide_type": "-"}
 cached_epoch = low.seconds / low.epochs
-print(f"plain Keras, full forward pass every step: {naive_timer.median:.2f} s per epoch (wall)")
+naive_epoch = naive_timer.median
+print(f"plain Keras, full forward pass every step: {naive_epoch:.2f} s per epoch (wall)")
 print(f"cached up to the cut:                      {cached_epoch:.2f} s per epoch (wall)")
-print(f"speed-up: {naive_timer.median / cached_epoch:.1f}x")
-assert cached_epoch < naive_timer.median, "the cached cut should make an epoch faster"
+print(f"speed-up: {naive_epoch / cached_epoch:.1f}x")
+assert cached_epoch < naive_epoch, "the cached cut should make an epoch faster"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Three demonstrations
@@ -511,8 +513,19 @@ assert best.learning_rate < 1e-2, "the rate lesson changed: update the text"
 # ### The last stage: the whole network at a very low rate
 # The Keras guide ends with one more stage: unfreeze **everything** (BatchNorm still frozen) and
 # train for a few epochs at about 1e-5. Nothing can be cached, so each epoch runs the whole
-# network forward and backward: the slowest cell of the notebook. Next to it, the same at 1e-3,
-# the rate that was fine for the top blocks.
+# network forward and backward: the slowest cell of the notebook, and the one that needs the most
+# memory. Next to it, the same at 1e-3, the rate that was fine for the top blocks.
+#
+# A long session keeps every model it has built, so before this step we free what the cells below
+# no longer use: section 2's model (its history and callbacks hold it too), the reloaded copy,
+# VGG16 (`layer` is the last of its layers from section 3's loop), and the compiled models that
+# `fine_tune` keeps for reuse (a later run at the same depth then traces its model again, a
+# second or two). `setup_course` made the kernel collect garbage after a cell with `del` and hand
+# the freed memory back to the system.
+
+# %% slideshow={"slide_type": "-"}
+del model, reloaded, plain, early, guard, naive_timer, vgg, layer
+training.forget_compiled_models()
 
 # %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 everything = {lr: run(18, lr, epochs=2) for lr in (1e-5, 1e-3)}
@@ -524,6 +537,7 @@ for ax, (lr, r) in zip(axes, everything.items()):
 fig.tight_layout()
 for lr, r in everything.items():
     print(f"lr {lr:.0e}: kernels moved {100 * min(r.shift.values()):.2f} to {100 * max(r.shift.values()):.2f} %")
+training.forget_compiled_models()   # the whole network's compiled model is not reused below (a panel click at 18 blocks traces it again)
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # At 1e-5 the whole network moved by less than 0.1 % in 2 epochs and kept the baseline's
@@ -582,7 +596,7 @@ print(f"careful tuning    | lr 1e-2 at depth 3: test {high.test_accuracy:.3f}; a
 # %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch:.2f} s vs "
       f"{1000 * np.median([r.seconds / r.epochs for r in grid.values() if r.blocks == 1]):.0f} ms "
-      f"for the top block alone; plain Keras (full forward pass) {naive_timer.median:.2f} s; "
+      f"for the top block alone; plain Keras (full forward pass) {naive_epoch:.2f} s; "
       f"all 18 blocks {everything[1e-5].seconds / everything[1e-5].epochs:.1f} s (wall)")
 print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall; about 90-150 s on an idle "
       "2-core CPU, more while other programs use it)")
