@@ -35,7 +35,7 @@ import numpy as np
 
 from .data import Pool, load_pool, per_class_indices, resize_images
 from .training import (build_fine_tune_model, compiled_model, count_params, extract_features,
-                       seeded_batches, split_at_depth)
+                       seeded_batches, split_at_depth, validation_batches)
 
 __all__ = ["METHODS", "DESIGN", "Settings", "Fold", "cv_folds", "fixed_folds", "folds_for", "plan",
            "scratch_cnn", "run_method", "choose_setting", "run_plan", "read_records", "default_results_path",
@@ -248,7 +248,7 @@ def _fit(model, x, y, xv, yv, max_epochs: int, patience: int, batch_size: int, s
                                                            patience=max(2, patience // 3)))
     t0 = time.perf_counter()
     train, steps = seeded_batches(x, y, batch_size, seed, max_epochs)
-    hist = model.fit(train, steps_per_epoch=steps, validation_data=(xv, yv), epochs=max_epochs, verbose=0,
+    hist = model.fit(train, steps_per_epoch=steps, validation_data=validation_batches(xv, yv), epochs=max_epochs, verbose=0,
                      callbacks=callbacks, shuffle=False)
     losses = hist.history["val_loss"]
     return {"epochs": len(losses), "best_epoch": int(np.argmin(losses)) + 1,
