@@ -138,6 +138,40 @@ def test_extract_features_rejects_wrong_shape(base):
         T.extract_features(base, np.zeros((64, 64, 3), "float32"))
 
 
+@pytest.mark.parametrize("depth", [0, 3])
+def test_model_pieces_give_the_whole_models_output_to_the_last_bit(base, depth):
+    model = base if depth == 0 else T.split_at_depth(base, depth)[0]
+    pieces = T.model_pieces(model)
+    assert len(pieces) > 10 and T.model_pieces(model) is pieces  # split once, kept
+    assert {w.name for p in pieces for w in p.weights} <= {w.name for w in model.weights}
+    x = np.random.default_rng(3).uniform(0, 255, (6, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(T.run_in_pieces(pieces, x)), np.asarray(model(x, training=False)))
+
+
+def test_model_pieces_never_cut_inside_a_residual_block():
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(4, name="a")(inputs)
+    b = keras.layers.Dense(4, name="b")(a)
+    c = keras.layers.Dense(4, name="c")(b)
+    added = keras.layers.Add(name="skip")([a, c])  # a is needed until here: no cut at b or c
+    out = keras.layers.Dense(2, name="out")(keras.layers.ReLU(name="relu")(added))
+    model = keras.Model(inputs, out)
+    pieces = T.model_pieces(model)
+    assert [[layer.name for layer in p.layers if not isinstance(layer, keras.layers.InputLayer)]
+            for p in pieces] == [["a"], ["b", "c", "skip"], ["relu"], ["out"]]
+    x = np.random.default_rng(4).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(T.run_in_pieces(pieces, x)), np.asarray(model(x)))
+
+
+def test_models_the_split_cannot_follow_are_run_whole():
+    two_in = [keras.Input((3,)), keras.Input((3,))]
+    two = keras.Model(two_in, keras.layers.Dense(2)(keras.layers.Concatenate()(two_in)))
+    assert T.model_pieces(two) == [two]
+    seq = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(np.asarray(T.run_in_pieces(T.model_pieces(seq), x)), np.asarray(seq(x)))
+
+
 def _tiny_model():
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(5, name="body")
