@@ -25,7 +25,7 @@
 # 5. explain what `training=False` does to BatchNorm;
 # 6. read a test accuracy, a confusion matrix and the mistakes, and see *why* a linear head is enough.
 #
-# **Run time:** about 1 to 1.5 minutes on a 2-core laptop CPU, offline.
+# **Run time:** about 2.5 minutes on a 2-core laptop CPU, offline.
 #
 # The network is **EfficientNet-Lite0** with Google's ImageNet weights (4.7 M parameters,
 # 75.1 % top-1 on ImageNet). The new task: 7 classes of clip art (beverages, birds, bugs,

@@ -27,7 +27,7 @@
 #    features, BatchNorm in training mode, and a "fine-tune" that trains nothing;
 # 5. save the fine-tuned model as a `.keras` file, load it back and classify a picture from a file.
 #
-# **Run time:** about 1.5 to 2.5 minutes on a 2-core laptop CPU, offline.
+# **Run time:** about 3 to 4 minutes on a 2-core laptop CPU, offline (a minute of it the last stage, the whole network).
 #
 # Same data and network as notebook 01: 7 classes of clip art, EfficientNet-Lite0 with ImageNet weights.
 
@@ -598,7 +598,7 @@ print(f"more compute      | a fine-tuning epoch (3 blocks, cached) {cached_epoch
       f"{1000 * np.median([r.seconds / r.epochs for r in grid.values() if r.blocks == 1]):.0f} ms "
       f"for the top block alone; plain Keras (full forward pass) {naive_epoch:.2f} s; "
       f"all 18 blocks {everything[1e-5].seconds / everything[1e-5].epochs:.1f} s (wall)")
-print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall; about 90-150 s on an idle "
+print(f"whole notebook so far: {time.perf_counter() - notebook_start:.0f} s (wall; about 150-220 s on an idle "
       "2-core CPU, more while other programs use it)")
 
 # %% tags=["autograde-skip"] slideshow={"slide_type": "-"}

@@ -26,7 +26,7 @@
 # 4. check each claim of the article against the measurements, and read the result as a claims
 #    table and a decision guide.
 #
-# **Run time:** about 1.5 minutes on a 2-core CPU. The heavy part, 234 training runs, is not run
+# **Run time:** about 1 to 1.5 minutes on a 2-core CPU. The heavy part, 234 training runs, is not run
 # here: it is an experiment you can repeat (`python -m tlcourse compare`), whose records are
 # committed with the course. This notebook analyses them (the same digits on every machine) and
 # re-runs a small **live slice** to check that your machine tells the same story.

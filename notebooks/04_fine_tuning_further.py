@@ -31,9 +31,8 @@
 # 5. compute **Grad-CAM** maps with `GradientTape` over a cut of the model, before and after fine
 #    tuning, and run the sanity check that the maps depend on the weights.
 #
-# **Run time:** about 2 to 4 minutes on a 2-core CPU shared with other work (2.4 minutes under
-# the notebook tests at a load of 1 to 5, 4 minutes at a load of 7-8 with the feature caches
-# cold). To fit in that, everything here trains on 96-pixel images and only the top two blocks
+# **Run time:** about 1 to 1.5 minutes on an idle 2-core CPU (70 s with the feature caches
+# filled, 88 s on a first run), up to 4 minutes on one shared with other work. To fit in that, everything here trains on 96-pixel images and only the top two blocks
 # are fine-tuned, from cached activations (notebook 02, section 4).
 #
 # Prerequisites: notebooks 01 and 02 (the two-stage recipe, frozen BatchNorm, the forgetting

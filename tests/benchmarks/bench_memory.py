@@ -20,7 +20,9 @@ more than 20 MiB (the cell's first line, the new peak, the RSS after it).
 By default the notebooks find the features they cached on earlier runs; ``--cold`` gives
 each one an empty feature cache, as on a learner's first run (or a new Binder), where
 every frozen model runs once. ``--limit GIB`` runs each kernel in a memory cgroup with that
-hard limit, as a Binder or Kubernetes pod does, and says whether it finished. The resident
+hard limit, as a Binder or Kubernetes pod does, and says whether it finished; it first drops
+the system's page cache, so that the kernel is charged for the library files it reads, as in
+a fresh pod (otherwise pages cached by an earlier process are charged elsewhere). The resident
 peak counts TensorFlow's library pages (about 0.4 GiB, file-backed); under a limit the
 kernel reclaims those before it kills anything, so the two measures differ.
 
@@ -198,6 +200,9 @@ def main() -> int:
         cold = tempfile.TemporaryDirectory(prefix="tlcourse-cold-") if args.cold else None
         if cold is not None:
             os.environ["TLCOURSE_CACHE"] = cold.name
+        if args.limit:  # as in a fresh pod: the kernel reads (and is charged for) its libraries itself
+            os.sync()
+            Path("/proc/sys/vm/drop_caches").write_text("3")
         try:
             r = measure(path, args.timeout, args.limit)
         finally:
