@@ -352,3 +352,24 @@ def test_fine_tune_keeps_only_the_most_recent_compiled_models(base, data):
     assert again.history == runs[0].history and again.reused_model is not None
     gc.collect()
     assert runs[1].reused_model is None      # depth 1 came back, so depth 2 is the oldest
+
+
+def test_compile_classifier_creates_no_variable_while_fit_traces_its_step():
+    # A tf.function that creates variables while tracing traces itself again: a second
+    # trace of every new model's training step, kept in memory (the metric named "accuracy"
+    # used to be made inside the first step).
+    tf = pytest.importorskip("tensorflow")
+    inputs = keras.Input((4,))
+    model = T.compile_classifier(keras.Model(inputs, keras.layers.Dense(3)(inputs)), 1e-3)
+    model.optimizer.build(model.trainable_variables)
+    made_while_tracing = []
+
+    def creator(next_creator, **kwargs):
+        if tf.inside_function():
+            made_while_tracing.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    x, y = np.random.default_rng(5).normal(size=(40, 4)).astype("float32"), np.arange(40) % 3
+    with tf.variable_creator_scope(creator):
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert made_while_tracing == [] and "accuracy" in history.history

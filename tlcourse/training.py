@@ -653,10 +653,15 @@ def compile_classifier(model, learning_rate: float):
     """Compile ``model`` (logits out) with Adam, sparse cross-entropy and accuracy; return it.
 
     The course's one compile for a classifier: the head of feature extraction,
-    fine tuning and the scratch CNN of notebook 03 all use it.
+    fine tuning and the scratch CNN of notebook 03 all use it. The accuracy is the
+    metric ``"accuracy"`` resolves to, made here rather than inside the first training
+    step: Keras makes a metric named by a string while ``fit`` traces its step, and a
+    ``tf.function`` that creates variables while tracing traces itself a second time, so
+    the first ``fit`` of every new model paid for two traces and kept both in memory.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
 
 
