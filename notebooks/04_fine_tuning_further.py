@@ -32,7 +32,8 @@
 #    tuning, and run the sanity check that the maps depend on the weights.
 #
 # **Run time:** about 1 to 1.5 minutes on an idle 2-core CPU (70 s with the feature caches
-# filled, 88 s on a first run), up to 4 minutes on one shared with other work. To fit in that, everything here trains on 96-pixel images and only the top two blocks
+# filled, 88 s on a first run in a 1.5 GiB pod), up to 4 minutes on one shared with other
+# work. To fit in that, everything here trains on 96-pixel images and only the top two blocks
 # are fine-tuned, from cached activations (notebook 02, section 4).
 #
 # Prerequisites: notebooks 01 and 02 (the two-stage recipe, frozen BatchNorm, the forgetting

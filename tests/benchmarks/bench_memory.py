@@ -114,13 +114,6 @@ class MemoryLimit:
         f = "memory.max_usage_in_bytes" if self.v1 else "memory.peak"
         return int((self.group / f).read_text())
 
-    def hits(self) -> int:
-        """How often the group reached its limit (v1: failcnt; v2: the ``max`` events)."""
-        if self.v1:
-            return int((self.group / "memory.failcnt").read_text())
-        events = dict(line.split() for line in (self.group / "memory.events").read_text().splitlines())
-        return int(events.get("max", 0))
-
     def close(self) -> None:
         try:
             self.group.rmdir()
@@ -164,7 +157,7 @@ def measure(path: Path, timeout: int, limit: float | None = None) -> dict:
     except Exception as exc:  # a failing cell: report the peak so far, name the error
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     finally:
-        charged = (group.peak(), group.hits()) if group is not None else None
+        charged = group.peak() if group is not None else None
         if group is not None:
             group.close()
     return {"peak": state["peak"], "seconds": time.perf_counter() - t0, "cells": cells,
@@ -180,8 +173,8 @@ def main() -> int:
                     help="also list the cells that take more than S seconds")
     ap.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
     ap.add_argument("--cold", action="store_true",
-                    help="an empty feature cache for each notebook (TLCOURSE_CACHE), as on a "
-                         "learner's first run; the models folder is shared with the course's cache")
+                    help="an empty course cache for each notebook (TLCOURSE_CACHE in a temporary "
+                         "folder), as on a learner's first run")
     ap.add_argument("--limit", type=float, metavar="GIB",
                     help="run each kernel under a hard memory limit (a cgroup, as in a Binder or "
                          "Kubernetes pod): does it finish? Linux, root")
@@ -214,9 +207,8 @@ def main() -> int:
               f"goal <= 1.5 GiB: {verdict}  [load {os.getloadavg()[0]:.2f}]"
               + (f"  FAILED {r['error']}" if r["error"] else ""), flush=True)
         if r["charged"] is not None:
-            peak, hits = r["charged"]
             print(f"      under a {args.limit:g} GiB limit: {'killed or failed' if r['error'] else 'finished'}; "
-                  f"charged at most {peak / GIB:.2f} GiB (page cache included), limit reached {hits} times")
+                  f"charged at most {r['charged'] / GIB:.2f} GiB (page cache included)")
         failed += bool(r["error"])
         if args.times is not None:
             for index, first, _, _, seconds in r["cells"]:
