@@ -373,3 +373,75 @@ def test_compile_classifier_creates_no_variable_while_fit_traces_its_step():
     with tf.variable_creator_scope(creator):
         history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert made_while_tracing == [] and "accuracy" in history.history
+
+
+def _anonymous_mib() -> float:
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)   # hand freed memory back, as setup_course does
+    except OSError:
+        pass
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the process's memory from /proc (Linux)")
+def test_a_dropped_compiled_model_gives_its_weights_memory_back():
+    # TensorFlow keeps every traced training step (a custom gradient per trace in a global
+    # registry), and the step holds its variables: without the release, each dropped
+    # 17M-parameter model below kept its weights and Adam moments, 0.2 GiB (measured).
+    tf = pytest.importorskip("tensorflow")
+    x, y = np.random.default_rng(2).normal(size=(32, 4096)).astype("float32"), np.arange(32) % 10
+
+    def build(seed):
+        inputs = keras.Input((4096,))
+        init = keras.initializers.GlorotUniform
+        hidden = keras.layers.Dense(4096, kernel_initializer=init(seed))(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10, kernel_initializer=init(seed + 10))(hidden))
+
+    live = T.compile_classifier(build(0), 1e-3)      # a model still in use: must keep working
+    live.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    expected = live.predict_on_batch(x[:4])
+    first = None
+    growth = []
+    for seed in (1, 2, 3):
+        start = _anonymous_mib()
+        model = T.compiled_model(("dropped", seed), lambda: build(seed), 1e-3)
+        model.fit(x, y, epochs=1, verbose=0, shuffle=False)
+        if first is None:
+            first, kept_variable = model.predict_on_batch(x[:4]), model.layers[1].kernel.value
+        del model
+        T.forget_compiled_models()
+        growth.append(_anonymous_mib() - start)
+    assert tf.raw_ops.ReadVariableOp(resource=kept_variable.handle, dtype=tf.float32).shape == (0,)
+    assert max(growth[1:]) < 100, f"a dropped model kept {growth} MiB (its weights and moments are 190 MiB)"
+    np.testing.assert_array_equal(live.predict_on_batch(x[:4]), expected)
+    again = T.compiled_model(("dropped", 1), lambda: build(1), 1e-3)   # built anew, same start
+    again.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(again.predict_on_batch(x[:4]), first, rtol=1e-5, atol=1e-4)
+    T.forget_compiled_models()
+
+
+def test_spilled_arrays_give_back_what_went_in_and_keep_nothing_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
+    arrays = [np.arange(12, dtype="float32").reshape(3, 4), np.array([1, 2], dtype="int64"), np.zeros((0,))]
+    spilled = T.SpilledArrays(arrays)
+    assert len(spilled) == 3 and spilled._arrays is None
+    for got, want in zip(list(spilled) + spilled[::-1][::-1], arrays * 2):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype and got.shape == want.shape
+    arrays[0][0, 0] = 99                                        # a copy was kept
+    assert spilled[0][0, 0] == 0 and spilled[-1].shape == (0,)
+    assert list((tmp_path / "spill").iterdir()) == []          # the file has no name
+
+
+def test_spilled_arrays_stay_in_memory_when_the_cache_cannot_be_written(monkeypatch):
+    def not_writable(sub=None):
+        raise T.CacheNotWritableError("read-only")
+
+    monkeypatch.setattr(T, "cache_dir", not_writable)
+    spilled = T.SpilledArrays([np.ones(3)])
+    assert len(spilled) == 1 and spilled[0].tolist() == [1.0, 1.0, 1.0]
