@@ -819,6 +819,11 @@ def seeded_batches(x, y, batch_size: int, seed: int, epochs: int):
     dataset does not autotune (:func:`_without_autotune`): with it, ``fit`` could
     return seconds after its last epoch; pass :func:`validation_batches` as
     ``validation_data`` for the same reason.
+
+    Only the dataset holds ``x`` and ``y``: TensorFlow keeps the generator of every
+    ``from_generator`` dataset for the rest of the session, and with it the arrays it
+    reads (the activations at the cut, a few MB per ``fit``), so the generator reaches
+    them through a holder that is emptied when the dataset is collected.
     """
     import tensorflow as tf
 
@@ -826,16 +831,22 @@ def seeded_batches(x, y, batch_size: int, seed: int, epochs: int):
     batch_size = int(batch_size)
     steps = -(-len(x) // batch_size)
     rng = np.random.default_rng(seed)
+    held = {"x": x, "y": y}
 
     def batches():
+        if not held:
+            raise RuntimeError("seeded_batches: this dataset was deleted; keep it while its batches are read.")
+        xs, ys = held["x"], held["y"]
         for _ in range(int(epochs)):
-            order = rng.permutation(len(x))
+            order = rng.permutation(len(xs))
             for i in range(steps):
                 idx = np.sort(order[i * batch_size:(i + 1) * batch_size])
-                yield x[idx], y[idx]
+                yield xs[idx], ys[idx]
 
     spec = (tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
-    return _without_autotune(tf.data.Dataset.from_generator(batches, output_signature=spec)), steps
+    dataset = _without_autotune(tf.data.Dataset.from_generator(batches, output_signature=spec))
+    weakref.finalize(dataset, held.clear).atexit = False
+    return dataset, steps
 
 
 def validation_batches(x, y, batch_size: int = 32):
