@@ -467,3 +467,23 @@ def test_seeded_batches_do_not_keep_their_arrays_after_the_fit():
     x, y = np.arange(10.0)[:, None], np.arange(10)
     once = [b[1].numpy().tolist() for b in T.seeded_batches(x, y, 4, 7, 2)[0]]
     assert sorted(sum(once[:3], [])) == list(range(10)) and len(once) == 6   # still every image once per epoch
+
+
+def test_a_model_collected_while_a_step_is_traced_is_released_eagerly():
+    import gc
+
+    tf = pytest.importorskip("tensorflow")
+    inputs = keras.Input((8,))
+    model = T.compile_classifier(keras.Model(inputs, keras.layers.Dense(3)(inputs)), 1e-3)
+    T.release_when_collected(model)
+    variable = model.layers[1].kernel.value
+    del model             # a Keras model is a web of cycles: it goes at the next collection
+
+    @tf.function
+    def step(x):
+        gc.collect()      # the release runs here, while `step` is traced
+        return x * 2
+
+    graph = step.get_concrete_function(tf.constant(1.0)).graph
+    assert tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=tf.float32).shape == (0,)
+    assert "AssignVariableOp" not in {op.type for op in graph.get_operations()}

@@ -63,6 +63,8 @@ __all__ = [
     "compile_classifier",
     "compiled_model",
     "forget_compiled_models",
+    "release_when_collected",
+    "SpilledArrays",
     "GroupRates",
 ]
 
@@ -727,8 +729,13 @@ def forget_compiled_models() -> None:
 def _empty_variables(variables) -> None:
     import tensorflow as tf
 
-    for var in variables:
-        tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.zeros((0,), var.dtype), validate_shape=False)
+    try:
+        with tf.init_scope():   # eagerly, even when the collection happens while a step is traced
+            for var in variables:
+                tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.zeros((0,), var.dtype),
+                                            validate_shape=False)
+    except Exception:  # noqa: BLE001 - a best-effort release must never break the cell that collected
+        pass
 
 
 def release_when_collected(model) -> None:
