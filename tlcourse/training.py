@@ -501,6 +501,7 @@ class SpilledArrays(Sequence):
             self._offsets = []
             return
         self._file, self._arrays = spill, None
+        weakref.finalize(self, spill.close)   # closed (and so deleted) with this object, quietly
 
     def __len__(self) -> int:
         return len(self._offsets) if self._file is not None else len(self._arrays)
