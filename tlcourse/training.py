@@ -771,7 +771,10 @@ def compiled_model(key: tuple, build, learning_rate: float, owner=None, keep: in
     optimizer's public setter. ``keep`` bounds how many models are kept for
     ``owner``: the least recently used ones beyond it are dropped (each holds its
     traced steps, 0.1-0.2 GiB for a fine-tuning model), so a long session of
-    fine-tuning runs at many depths does not grow without end.
+    fine-tuning runs at many depths does not grow without end. ``build`` must make a
+    model whose variables are its own (new layers or copies, never the layers of a model
+    still in use): once a stored model is dropped and collected, its variables are emptied
+    (:func:`release_when_collected`).
     """
     models = _COMPILED.setdefault(_NO_OWNER if owner is None else owner, {})
     if key not in models:
