@@ -491,9 +491,10 @@ fig.tight_layout()
 #   convolution) unfrozen, and collapses the model (below 0.5) as soon as 2 or more blocks train.
 # * **1e-4 and 1e-3**, the head's own rate, are within 5 validation images of each other at every
 #   depth from 1 to 4.
-# * Every cell outside the 1e-2 column is within 5 validation images of the baseline, so the red
-#   box lands somewhere in that band; *where* changes with the seed and the machine (1e-5, 1e-4
-#   and 1e-3 have all won it), and the test map shows why that does not matter.
+# * Every cell outside the 1e-2 column is within 7 validation images of the baseline (on one
+#   machine, 1e-3 with 4 blocks fell 6 below it under another seed), so the red box lands
+#   somewhere in that band; *where* changes with the seed and the machine (1e-5, 1e-4 and 1e-3
+#   have all won it), and the test map shows why that does not matter.
 #
 # So depth and learning rate **interact**: the more blocks train, the lower the largest safe rate.
 # 1e-2 is merely no better with one block but ruinous with two; 1e-3 is fine for the top few blocks
@@ -506,7 +507,7 @@ stage1_val = stage1.history["val_accuracy"][-1]
 assert all(abs(grid[d, 1e-5].val_accuracy - stage1_val) <= 3 / len(y_val) + 1e-9 for d in depths)
 assert grid[1, 1e-2].val_accuracy <= stage1_val and all(grid[d, 1e-2].val_accuracy < 0.5 for d in (2, 4))
 assert all(abs(grid[d, 1e-3].val_accuracy - grid[d, 1e-4].val_accuracy) <= 5 / len(y_val) + 1e-9 for d in depths)
-assert all(abs(r.val_accuracy - stage1_val) <= 5 / len(y_val) + 1e-9 for r in grid.values() if r.learning_rate < 1e-2)
+assert all(abs(r.val_accuracy - stage1_val) <= 7 / len(y_val) + 1e-9 for r in grid.values() if r.learning_rate < 1e-2)
 assert best.learning_rate < 1e-2, "the rate lesson changed: update the text"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
