@@ -96,6 +96,21 @@ def test_extract_features_caches_on_disk(base, tmp_path, monkeypatch):
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
 
 
+def test_extract_features_keys_the_cache_by_batch_size(base, tmp_path, monkeypatch):
+    # Another CPU may round a batch of 32 differently from a batch of 64: features made at one
+    # batch size are never handed out for another.
+    monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
+    x = np.random.default_rng(4).uniform(0, 255, (40, 64, 64, 3)).astype("float32")
+    small = T.extract_features(base, x)                      # EXTRACT_BATCH_SIZE at a time
+    assert T.EXTRACT_BATCH_SIZE == 32
+    [path] = (tmp_path / "features").glob("*.npy")
+    np.save(path, small + 1)   # marked: a call at another batch size must not read it
+    big = T.extract_features(base, x, batch_size=64)
+    np.testing.assert_allclose(big, small, rtol=1e-4, atol=1e-4)   # the same features, up to rounding
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+    np.testing.assert_array_equal(T.extract_features(base, x, batch_size=32), small + 1)  # the first key
+
+
 def test_extract_features_misses_the_cache_when_the_weights_change(tmp_path, monkeypatch):
     monkeypatch.setenv("TLCOURSE_CACHE", str(tmp_path))
     model = load_backbone("efficientnet_lite0", image_size=32, pooling="avg")

@@ -97,11 +97,12 @@ def _hash_model(h, model) -> None:
         h.update(np.ascontiguousarray(w.numpy()).tobytes())
 
 
-def _fingerprint(model, x: np.ndarray) -> str:
-    """Hash of what determines a model's output: its graph, weights and the input."""
+def _fingerprint(model, x: np.ndarray, batch_size: int) -> str:
+    """Hash of what determines a model's output: its graph, weights, the input and the batch
+    size (another CPU may round a batch of 32 differently from a batch of 64)."""
     h = hashlib.sha1()
     _hash_model(h, model)
-    h.update(repr((x.shape, x.dtype.str)).encode())
+    h.update(repr((x.shape, x.dtype.str, int(batch_size))).encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
 
@@ -136,6 +137,14 @@ def prune_feature_cache(max_mb: float | None = None, keep: os.PathLike | None = 
 
 
 _PIECES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+#: Images per eager call in :func:`extract_features`. The transient memory of a call grows with
+#: it (Lite0's largest layers at 128 px: 64 x 64 x 96 floats per image, 1.5 MB), and the time
+#: does not fall with bigger batches on a CPU: over Lite0's frozen bottoms at 128 px, batches of
+#: 64 needed 298 MiB above the kernel's memory, batches of 32 about 150 MiB, in the same time
+#: (measured, issue 19). On the machine that measured it the features were the same to the
+#: last bit at 64, 32 and 16.
+EXTRACT_BATCH_SIZE = 32
 
 
 def model_pieces(model) -> list:
@@ -203,14 +212,15 @@ def run_in_pieces(pieces: list, x):
     return x
 
 
-def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = True) -> np.ndarray:
+def extract_features(model, x: np.ndarray, batch_size: int = EXTRACT_BATCH_SIZE, cache: bool = True) -> np.ndarray:
     """Run ``model`` (in inference mode) over ``x`` once and return the outputs.
 
     With ``cache=True`` the result is saved under ``cache_dir("features")`` by a hash of
-    the model's layers, weights and of ``x``: a second call with the same frozen model and
-    images (in this kernel or after a restart) costs the hash and a file read. Any change
-    to the weights or images gives a new key, so a stale cache is never used. The folder
-    is capped (:func:`prune_feature_cache`).
+    the model's layers, weights, of ``x`` and of ``batch_size``: a second call with the same
+    frozen model, images and batch size (in this kernel or after a restart) costs the hash and
+    a file read. Any change to the weights or images gives a new key, so a stale cache is never
+    used. The folder is capped (:func:`prune_feature_cache`). ``batch_size`` images go through
+    the model at a time (default :data:`EXTRACT_BATCH_SIZE`).
     """
     x = np.asarray(x)
     if x.ndim != 4:
@@ -218,7 +228,7 @@ def extract_features(model, x: np.ndarray, batch_size: int = 64, cache: bool = T
     path = None
     if cache:
         try:
-            path = cache_dir("features") / f"{_fingerprint(model, x)}.npy"
+            path = cache_dir("features") / f"{_fingerprint(model, x, batch_size)}.npy"
         except CacheNotWritableError as exc:
             warnings.warn(f"{exc} Until then features are computed again each time.", CourseWarning, stacklevel=2)
     if path is not None and path.exists():
