@@ -459,6 +459,17 @@ assert abs(bn_train.val_accuracy - low.val_accuracy) < 0.1, "BatchNorm mode now 
 # Each cell is one cached fine-tuning run (4 epochs, one seed). Choose on the **validation** map;
 # the red box marks the best validation cell, on both maps. The test map is shown once, to check
 # that choice, never to make it.
+#
+# This grid and the last stage after it are the cells that need the most memory. A long session
+# keeps every model it has built, so first we free what the cells below no longer use: section 2's
+# model (its history and callbacks hold it too), the reloaded copy, VGG16 (`layer` is the last of
+# its layers from section 3's loop), and the compiled models that `fine_tune` keeps for reuse (a
+# later run at the same depth then traces its model again, a second or two). `setup_course` made
+# the kernel collect garbage after a cell with `del` and hand the freed memory back to the system.
+
+# %% slideshow={"slide_type": "-"}
+del model, reloaded, plain, early, guard, naive_timer, vgg, layer
+training.forget_compiled_models()
 
 # %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
 depths = [1, 2, 4]
@@ -515,17 +526,10 @@ assert best.learning_rate < 1e-2, "the rate lesson changed: update the text"
 # The Keras guide ends with one more stage: unfreeze **everything** (BatchNorm still frozen) and
 # train for a few epochs at about 1e-5. Nothing can be cached, so each epoch runs the whole
 # network forward and backward: the slowest cell of the notebook, and the one that needs the most
-# memory. Next to it, the same at 1e-3, the rate that was fine for the top blocks.
-#
-# A long session keeps every model it has built, so before this step we free what the cells below
-# no longer use: section 2's model (its history and callbacks hold it too), the reloaded copy,
-# VGG16 (`layer` is the last of its layers from section 3's loop), and the compiled models that
-# `fine_tune` keeps for reuse (a later run at the same depth then traces its model again, a
-# second or two). `setup_course` made the kernel collect garbage after a cell with `del` and hand
-# the freed memory back to the system.
+# memory. Next to it, the same at 1e-3, the rate that was fine for the top blocks. Before it we
+# free the compiled models the grid kept for reuse, as before the grid.
 
 # %% slideshow={"slide_type": "-"}
-del model, reloaded, plain, early, guard, naive_timer, vgg, layer
 training.forget_compiled_models()
 
 # %% tags=["nbval-ignore-output", "autograde-skip"] slideshow={"slide_type": "-"}
