@@ -151,6 +151,9 @@ def test_the_feature_cache_keeps_the_recently_used_files_under_its_cap(tmp_path,
 def test_extract_features_rejects_wrong_shape(base):
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         T.extract_features(base, np.zeros((64, 64, 3), "float32"))
+    for bad in (0, -32, 32.0, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            T.extract_features(base, np.zeros((2, 64, 64, 3), "float32"), batch_size=bad, cache=False)
 
 
 @pytest.mark.parametrize("depth", [0, 3])

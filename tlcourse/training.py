@@ -225,6 +225,9 @@ def extract_features(model, x: np.ndarray, batch_size: int = EXTRACT_BATCH_SIZE,
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"extract_features expects a batch of images (N, H, W, C); got shape {x.shape}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (images per call, default {EXTRACT_BATCH_SIZE}), "
+                         f"got {batch_size!r}")
     path = None
     if cache:
         try:
