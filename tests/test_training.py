@@ -12,6 +12,7 @@ keras = pytest.importorskip("keras")
 
 from tlcourse import training as T  # noqa: E402
 from tlcourse.backbones import backbone_blocks, load_backbone  # noqa: E402
+from tlcourse.config import release_memory  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -394,14 +395,10 @@ def test_compile_classifier_creates_no_variable_while_fit_traces_its_step():
 
 
 def _anonymous_mib() -> float:
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)   # hand freed memory back, as setup_course does
-    except OSError:
-        pass
+    release_memory()   # hand freed memory back, as setup_course does after each cell
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("RssAnon")) / 1024
 

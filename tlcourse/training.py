@@ -212,6 +212,12 @@ def run_in_pieces(pieces: list, x):
     return x
 
 
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (images per call; extract_features uses "
+                         f"{EXTRACT_BATCH_SIZE} by default), got {batch_size!r}")
+
+
 def extract_features(model, x: np.ndarray, batch_size: int = EXTRACT_BATCH_SIZE, cache: bool = True) -> np.ndarray:
     """Run ``model`` (in inference mode) over ``x`` once and return the outputs.
 
@@ -225,9 +231,7 @@ def extract_features(model, x: np.ndarray, batch_size: int = EXTRACT_BATCH_SIZE,
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"extract_features expects a batch of images (N, H, W, C); got shape {x.shape}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (images per call, default {EXTRACT_BATCH_SIZE}), "
-                         f"got {batch_size!r}")
+    _check_batch_size(batch_size)
     path = None
     if cache:
         try:
@@ -281,8 +285,7 @@ def extract_features_resumable(model, batches, n: int, key: str, batch_size: int
         The path of the complete ``.npy`` file, ``(n, *model output shape[1:])`` float32,
         in input order; read it with ``np.load(path, mmap_mode="r")``.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_batch_size(batch_size)
     h = hashlib.sha1()
     _hash_model(h, model)
     h.update(repr((key, int(n), int(batch_size))).encode())
